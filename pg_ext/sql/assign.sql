@@ -1,0 +1,116 @@
+-- assign(): what ColonyOS does in four database operations (mark alive, check pause, select,
+-- update), done in one statement.
+
+-- Strict mode: serializes claims per (colony, executor type) until commit. Two int4 keys put
+-- our locks in their own space (the first is fixed), away from an application's bigint
+-- advisory locks. A hash collision between two keys only adds serialization, never a wrong
+-- assignment.
+CREATE FUNCTION colony_assign._strict_lock(colony text, executor_type text) RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(
+        1131376449, -- 'CALA' as an int4: colony_assign's advisory lock class
+        hashtext(format('%s:%s/%s', length(colony), colony, executor_type)));
+    RETURN true;
+END
+$$;
+
+CREATE FUNCTION colony_assign.assign(colony text, executor text, max_count integer DEFAULT 1)
+RETURNS SETOF colony_assign.process
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF max_count IS NULL OR max_count NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'max_count must be between 1 and 1000 (got %)', coalesce(max_count::text, 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+
+    RETURN QUERY
+    WITH me AS MATERIALIZED (
+        SELECT e.colony, e.name, e.executor_type, e.location, c.paused
+        FROM colony_assign.executors e
+        JOIN colony_assign.colonies c ON c.name = e.colony
+        WHERE e.colony = assign.colony AND e.name = assign.executor
+          -- Strict mode takes its lock here, before any arm below reads the queue. The
+          -- statement's snapshot is older than the lock, but a row claimed meanwhile is
+          -- re-checked on lock (state = 0 no longer holds) and skipped, so order stays exact.
+          AND CASE WHEN c.strict AND NOT c.paused
+                   THEN colony_assign._strict_lock(e.colony, e.executor_type) ELSE true END
+    ),
+    -- Liveness, at most one write per executor per second.
+    touched AS (
+        UPDATE colony_assign.executors e SET last_seen = now()
+        FROM me
+        WHERE e.colony = me.colony AND e.name = me.name AND e.last_seen < now() - interval '1 second'
+    ),
+    -- The arms: each reads the head of one range of processes_assign_located_idx,
+    -- processes_assign_anywhere_idx or (name-targeted work) processes_targeted_idx in queue order and locks up to max_count rows it can take, skipping
+    -- rows other assigners hold. A paused colony yields NULL keys, so every arm is empty.
+    at_my_location AS (
+        SELECT p.id, p.priority
+        FROM colony_assign.processes p
+        WHERE p.state = 0 AND p.pending_parents = 0 AND p.executor_names IS NULL
+          AND p.colony = (SELECT me.colony FROM me WHERE NOT me.paused)
+          AND p.executor_type = (SELECT me.executor_type FROM me)
+          AND p.location = (SELECT me.location FROM me)
+        ORDER BY p.priority DESC, p.id
+        LIMIT max_count
+        FOR UPDATE OF p SKIP LOCKED
+    ),
+    anywhere AS (
+        SELECT p.id, p.priority
+        FROM colony_assign.processes p
+        WHERE p.state = 0 AND p.pending_parents = 0 AND p.executor_names IS NULL
+          AND p.colony = (SELECT me.colony FROM me WHERE NOT me.paused)
+          AND p.executor_type = (SELECT me.executor_type FROM me)
+          AND p.location IS NULL
+        ORDER BY p.priority DESC, p.id
+        LIMIT max_count
+        FOR UPDATE OF p SKIP LOCKED
+    ),
+    named_me AS (
+        SELECT p.id, p.priority
+        FROM colony_assign.processes p
+        WHERE p.state = 0 AND p.pending_parents = 0 AND p.executor_names IS NOT NULL
+          AND p.executor_names @> ARRAY[(SELECT me.name FROM me WHERE NOT me.paused)]
+          AND p.colony = (SELECT me.colony FROM me)
+          AND p.executor_type = (SELECT me.executor_type FROM me)
+          AND (p.location IS NULL OR p.location = (SELECT me.location FROM me))
+        ORDER BY p.priority DESC, p.id
+        LIMIT max_count
+        FOR UPDATE OF p SKIP LOCKED
+    ),
+    -- Merge the arms in queue order. Rows an arm locked but that lose the merge stay WAITING
+    -- and are unlocked at commit; a concurrent assigner skips them meanwhile. This only
+    -- happens when location-specific and location-less (or targeted) work of one type are
+    -- interleaved, and costs such an assigner at most a retry.
+    chosen AS (
+        SELECT a.id
+        FROM (SELECT * FROM at_my_location UNION ALL SELECT * FROM anywhere UNION ALL SELECT * FROM named_me) a
+        ORDER BY a.priority DESC, a.id
+        LIMIT max_count
+    ),
+    claimed AS (
+        UPDATE colony_assign.processes p
+        SET state = 1,
+            assigned_executor = me.name,
+            -- clock_timestamp, not now(): the moment of the claim, which in strict mode orders claims.
+            started_at = clock_timestamp(),
+            exec_deadline = clock_timestamp() + p.max_exec_time * interval '1 second'
+        FROM chosen, me
+        WHERE p.id = chosen.id AND p.state = 0
+        RETURNING (colony_assign._public(p)).*
+    )
+    -- Handed out in queue order.
+    SELECT * FROM claimed c ORDER BY c.priority DESC, c.id;
+
+    IF NOT FOUND THEN
+        -- Empty is the normal "nothing for you now" answer (also while the colony is paused);
+        -- only an unknown colony or executor is an error. Checked only on this path.
+        PERFORM colony_assign._executor(colony, executor);
+    END IF;
+END
+$$;

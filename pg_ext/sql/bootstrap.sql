@@ -1,0 +1,235 @@
+-- colony_assign bootstrap: roles, tables, the public composite type and the indexes.
+-- Functions live in their own files; grants and function comments in finalize.sql.
+
+--------------------------------------------------------------------------------
+-- Roles
+--------------------------------------------------------------------------------
+-- Roles are cluster-wide, so they are created only when missing and survive DROP EXTENSION
+-- (other databases may use them). Nobody gets table privileges: every access goes through
+-- the SECURITY DEFINER functions, which are granted per role in finalize.sql.
+DO $roles$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'colony_assign_executor') THEN
+        CREATE ROLE colony_assign_executor NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'colony_assign_submitter') THEN
+        CREATE ROLE colony_assign_submitter NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'colony_assign_coordinator') THEN
+        CREATE ROLE colony_assign_coordinator NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'colony_assign_admin') THEN
+        CREATE ROLE colony_assign_admin NOLOGIN;
+    END IF;
+END
+$roles$;
+
+GRANT colony_assign_executor, colony_assign_submitter TO colony_assign_coordinator;
+GRANT colony_assign_coordinator TO colony_assign_admin;
+
+--------------------------------------------------------------------------------
+-- Colonies
+--------------------------------------------------------------------------------
+CREATE TABLE colony_assign.colonies (
+    name        text        PRIMARY KEY,
+    paused      boolean     NOT NULL DEFAULT false,
+    strict      boolean     NOT NULL DEFAULT false,
+    retention   interval    NOT NULL DEFAULT interval '7 days',
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT colony_name_length CHECK (octet_length(name) BETWEEN 1 AND 255),
+    CONSTRAINT retention_positive CHECK (retention > interval '0')
+);
+COMMENT ON TABLE colony_assign.colonies IS
+    'A colony: a namespace of executors and processes. Executors only ever see their own colony.';
+COMMENT ON COLUMN colony_assign.colonies.name IS 'Unique colony name (1-255 bytes, any characters).';
+COMMENT ON COLUMN colony_assign.colonies.paused IS
+    'While true, assign() hands out nothing in this colony; resume() notifies every key with waiting work.';
+COMMENT ON COLUMN colony_assign.colonies.strict IS
+    'Strict mode: assigns per executor type are serialized inside the database so processes start in exact priority order.';
+COMMENT ON COLUMN colony_assign.colonies.retention IS
+    'Finished processes older than this are deleted by the reaper.';
+COMMENT ON COLUMN colony_assign.colonies.created_at IS 'When the colony was added.';
+
+--------------------------------------------------------------------------------
+-- Executors
+--------------------------------------------------------------------------------
+CREATE TABLE colony_assign.executors (
+    colony        text        NOT NULL,
+    name          text        NOT NULL,
+    executor_type text        NOT NULL,
+    location      text,
+    token_hash    bytea       NOT NULL,
+    registered_at timestamptz NOT NULL DEFAULT now(),
+    last_seen     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (colony, name),
+    CONSTRAINT executor_name_length CHECK (octet_length(name) BETWEEN 1 AND 255),
+    CONSTRAINT executor_type_length CHECK (octet_length(executor_type) BETWEEN 1 AND 255),
+    CONSTRAINT location_length CHECK (octet_length(location) BETWEEN 1 AND 255)
+);
+-- The coordinator authenticates a bearer token by its hash; the token itself is never stored.
+CREATE UNIQUE INDEX executors_token_idx ON colony_assign.executors (token_hash);
+COMMENT ON TABLE colony_assign.executors IS
+    'Registered executors: workers of one type, optionally at one location.';
+COMMENT ON COLUMN colony_assign.executors.colony IS 'The colony the executor belongs to.';
+COMMENT ON COLUMN colony_assign.executors.name IS 'Executor name, unique within its colony.';
+COMMENT ON COLUMN colony_assign.executors.executor_type IS 'Only processes with this conditions.executortype are assigned to it.';
+COMMENT ON COLUMN colony_assign.executors.location IS
+    'Where the executor runs; NULL = no location (it then only gets location-less processes).';
+COMMENT ON COLUMN colony_assign.executors.token_hash IS 'SHA-256 of the bearer token returned by add_executor().';
+COMMENT ON COLUMN colony_assign.executors.registered_at IS 'When add_executor() registered it.';
+COMMENT ON COLUMN colony_assign.executors.last_seen IS
+    'Last sign of life (assign, close, fail, heartbeat), refreshed at most once per second.';
+
+--------------------------------------------------------------------------------
+-- Processes
+--------------------------------------------------------------------------------
+CREATE TABLE colony_assign.processes (
+    id                 bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    colony             text        NOT NULL,
+    state              integer     NOT NULL DEFAULT 0,
+    executor_type      text        NOT NULL,
+    location           text,
+    executor_names     text[],
+    preferred_location text,
+    locality_wait      integer,
+    assigned_executor  text,
+    priority           integer     NOT NULL DEFAULT 0,
+    funcname           text        NOT NULL,
+    label              text,
+    nodename           text,
+    max_wait_time      integer,
+    max_exec_time      integer,
+    max_retries        integer     NOT NULL DEFAULT 0,
+    spec               jsonb       NOT NULL,
+    input              jsonb,
+    output             jsonb,
+    errors             text[],
+    retries            integer     NOT NULL DEFAULT 0,
+    submitted_at       timestamptz NOT NULL DEFAULT now(),
+    started_at         timestamptz,
+    ended_at           timestamptz,
+    wait_deadline      timestamptz,
+    exec_deadline      timestamptz,
+    workflow_id        bigint,
+    pending_parents    integer     NOT NULL DEFAULT 0,
+    parents            bigint[],
+    children           bigint[],
+    CONSTRAINT state_known CHECK (state BETWEEN 0 AND 4),
+    CONSTRAINT priority_in_range CHECK (priority BETWEEN -50000 AND 50000),
+    CONSTRAINT running_is_assigned CHECK (state <> 1 OR assigned_executor IS NOT NULL),
+    CONSTRAINT pending_parents_not_negative CHECK (pending_parents >= 0)
+);
+-- Tuned for a queue: every process is inserted once and updated two or three times, so the
+-- table churns. Vacuum early and often so the partial indexes below stay short.
+ALTER TABLE colony_assign.processes SET (
+    autovacuum_vacuum_scale_factor = 0.01,
+    autovacuum_vacuum_threshold = 1000,
+    autovacuum_vacuum_insert_scale_factor = 0.05,
+    autovacuum_analyze_scale_factor = 0.02,
+    autovacuum_vacuum_cost_limit = 2000
+);
+
+-- The assign hot path: two partial B-trees, one per "arm" of assign(). An executor at location
+-- L reads the head of its (colony, type, L) range in the first and of its (colony, type) range
+-- in the second, each in (priority DESC, id) order with LIMIT n FOR UPDATE SKIP LOCKED, and
+-- never walks rows it cannot take. Two indexes rather than one with location as a key column:
+-- `location IS NULL` is not an equality to the planner, so a single index could not return
+-- the location-less range in queue order and the arm would sort the whole range instead.
+-- Blocked workflow children and name-targeted processes are in neither.
+CREATE INDEX processes_assign_located_idx ON colony_assign.processes
+    (colony, executor_type, location, priority DESC, id)
+    WHERE state = 0 AND pending_parents = 0 AND executor_names IS NULL AND location IS NOT NULL;
+CREATE INDEX processes_assign_anywhere_idx ON colony_assign.processes
+    (colony, executor_type, priority DESC, id)
+    WHERE state = 0 AND pending_parents = 0 AND executor_names IS NULL AND location IS NULL;
+
+-- Name-targeted processes: `executor_names @> ARRAY[me]` is a GIN operator (`= ANY` is not).
+-- fastupdate is off because a pending list would be scanned in full by every assign.
+CREATE INDEX processes_targeted_idx ON colony_assign.processes USING gin (executor_names)
+    WITH (fastupdate = off)
+    WHERE state = 0 AND pending_parents = 0 AND executor_names IS NOT NULL;
+
+-- Running processes by executor: remove_executor() and stale-executor requeues.
+CREATE INDEX processes_running_idx ON colony_assign.processes (colony, assigned_executor)
+    WHERE state = 1;
+
+-- Deadlines for reap(): only rows that have one.
+CREATE INDEX processes_exec_deadline_idx ON colony_assign.processes (exec_deadline)
+    WHERE state = 1 AND exec_deadline IS NOT NULL;
+CREATE INDEX processes_wait_deadline_idx ON colony_assign.processes (wait_deadline)
+    WHERE state = 0 AND wait_deadline IS NOT NULL;
+
+-- Retention and stats of finished processes.
+-- state is INCLUDEd so stats() counts per state from the index alone once rows are all-visible.
+CREATE INDEX processes_finished_idx ON colony_assign.processes (colony, ended_at) INCLUDE (state)
+    WHERE state >= 2;
+
+-- Workflow members (graph inspection, cancel of a whole graph).
+CREATE INDEX processes_workflow_idx ON colony_assign.processes (workflow_id)
+    WHERE workflow_id IS NOT NULL;
+
+COMMENT ON TABLE colony_assign.processes IS
+    'Processes: function calls with conditions, from submission to SUCCESS/FAILED/CANCELLED.';
+COMMENT ON COLUMN colony_assign.processes.id IS 'Process id, increasing with submission order.';
+COMMENT ON COLUMN colony_assign.processes.colony IS 'Colony the process was submitted to.';
+COMMENT ON COLUMN colony_assign.processes.state IS 'WAITING 0, RUNNING 1, SUCCESS 2, FAILED 3, CANCELLED 4.';
+COMMENT ON COLUMN colony_assign.processes.executor_type IS 'conditions.executortype: only executors of this type may run it.';
+COMMENT ON COLUMN colony_assign.processes.location IS 'conditions.locationname; NULL = any location.';
+COMMENT ON COLUMN colony_assign.processes.executor_names IS 'conditions.executornames; NULL = any executor of the type.';
+COMMENT ON COLUMN colony_assign.processes.preferred_location IS 'conditions.preferredlocation: soft placement wish (local-first).';
+COMMENT ON COLUMN colony_assign.processes.locality_wait IS 'conditions.localitywait in seconds: how long executors elsewhere hold off.';
+COMMENT ON COLUMN colony_assign.processes.assigned_executor IS 'Name of the executor running (or that last ran) the process.';
+COMMENT ON COLUMN colony_assign.processes.priority IS 'Higher runs first (-50000..50000); ties run oldest first.';
+COMMENT ON COLUMN colony_assign.processes.funcname IS 'The function to run (spec.funcname).';
+COMMENT ON COLUMN colony_assign.processes.label IS 'Free-form label (spec.label).';
+COMMENT ON COLUMN colony_assign.processes.nodename IS 'Node name inside a workflow (spec.nodename).';
+COMMENT ON COLUMN colony_assign.processes.max_wait_time IS 'Seconds it may wait before it fails; NULL = unlimited.';
+COMMENT ON COLUMN colony_assign.processes.max_exec_time IS 'Seconds a run may take before it is requeued or failed; NULL = unlimited.';
+COMMENT ON COLUMN colony_assign.processes.max_retries IS 'Requeues allowed after execution timeouts; -1 = unlimited.';
+COMMENT ON COLUMN colony_assign.processes.spec IS 'The spec exactly as submitted.';
+COMMENT ON COLUMN colony_assign.processes.input IS 'Input given to the executor (workflow children: parents'' outputs).';
+COMMENT ON COLUMN colony_assign.processes.output IS 'Output reported by close().';
+COMMENT ON COLUMN colony_assign.processes.errors IS 'Errors reported by fail(), or why the system failed it.';
+COMMENT ON COLUMN colony_assign.processes.retries IS 'How many times an execution timeout sent it back to WAITING.';
+COMMENT ON COLUMN colony_assign.processes.submitted_at IS 'Submission time.';
+COMMENT ON COLUMN colony_assign.processes.started_at IS 'When the current (or last) run was assigned.';
+COMMENT ON COLUMN colony_assign.processes.ended_at IS 'When it reached SUCCESS, FAILED or CANCELLED.';
+COMMENT ON COLUMN colony_assign.processes.wait_deadline IS 'WAITING past this fails it (from maxwaittime).';
+COMMENT ON COLUMN colony_assign.processes.exec_deadline IS 'RUNNING past this requeues or fails it (from maxexectime).';
+COMMENT ON COLUMN colony_assign.processes.workflow_id IS 'The workflow (DAG) it belongs to; NULL for standalone processes.';
+COMMENT ON COLUMN colony_assign.processes.pending_parents IS 'Parents not yet succeeded; assignable only at 0.';
+COMMENT ON COLUMN colony_assign.processes.parents IS 'Parent process ids, in dependency order.';
+COMMENT ON COLUMN colony_assign.processes.children IS 'Child process ids.';
+
+--------------------------------------------------------------------------------
+-- The public shape of a process
+--------------------------------------------------------------------------------
+-- A type rather than the table's row type, so internal columns can change without changing
+-- what assign() and process() return.
+CREATE TYPE colony_assign.process AS (
+    id                bigint,
+    colony            text,
+    state             integer,
+    executor_type     text,
+    location          text,
+    executor_names    text[],
+    assigned_executor text,
+    priority          integer,
+    funcname          text,
+    label             text,
+    nodename          text,
+    spec              jsonb,
+    input             jsonb,
+    output            jsonb,
+    errors            text[],
+    retries           integer,
+    submitted_at      timestamptz,
+    started_at        timestamptz,
+    ended_at          timestamptz,
+    exec_deadline     timestamptz,
+    workflow_id       bigint
+);
+COMMENT ON TYPE colony_assign.process IS
+    'A process as assign(), process() and the HTTP API return it. spec holds args, kwargs and every other submitted field.';
+
+REVOKE ALL ON ALL TABLES IN SCHEMA colony_assign FROM PUBLIC;

@@ -1,0 +1,149 @@
+-- Colonies: add, remove, pause/resume, strict mode, statistics.
+--
+-- Every public function is SECURITY DEFINER with a pinned search_path and schema-qualified
+-- references, so a caller's search_path (say, a shadowing public.processes) cannot redirect it.
+
+--------------------------------------------------------------------------------
+-- Internal helpers
+--------------------------------------------------------------------------------
+
+-- Raises P0002 when the colony does not exist; returns its row otherwise.
+CREATE FUNCTION colony_assign._colony(colony text) RETURNS colony_assign.colonies
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    found_colony colony_assign.colonies;
+BEGIN
+    PERFORM colony_assign._check_name(colony, 'colony');
+    SELECT * INTO found_colony FROM colony_assign.colonies c WHERE c.name = colony;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown colony %', to_jsonb(colony)::text USING ERRCODE = 'P0002';
+    END IF;
+    RETURN found_colony;
+END
+$$;
+
+-- Notifies every key that has assignable waiting work in the colony (resume, and anything
+-- else that may have left waiters asleep). Returns how many processes that covers.
+CREATE FUNCTION colony_assign._wake_colony(colony text) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    total bigint := 0;
+    key record;
+BEGIN
+    FOR key IN
+        SELECT p.executor_type, p.location, p.executor_names, count(*) AS n
+        FROM colony_assign.processes p
+        WHERE p.colony = _wake_colony.colony AND p.state = 0 AND p.pending_parents = 0
+        GROUP BY p.executor_type, p.location, p.executor_names
+    LOOP
+        PERFORM colony_assign._wake(colony, key.executor_type, key.location, key.executor_names, key.n);
+        total := total + key.n;
+    END LOOP;
+    RETURN total;
+END
+$$;
+
+--------------------------------------------------------------------------------
+-- Public functions
+--------------------------------------------------------------------------------
+
+CREATE FUNCTION colony_assign.add_colony(name text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM colony_assign._check_name(name, 'colony');
+    INSERT INTO colony_assign.colonies (name) VALUES (add_colony.name)
+    ON CONFLICT ON CONSTRAINT colonies_pkey DO NOTHING;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'colony % already exists', to_jsonb(name)::text USING ERRCODE = '23505';
+    END IF;
+END
+$$;
+
+CREATE FUNCTION colony_assign.remove_colony(name text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM colony_assign._check_name(name, 'colony');
+    DELETE FROM colony_assign.colonies c WHERE c.name = remove_colony.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown colony %', to_jsonb(name)::text USING ERRCODE = 'P0002';
+    END IF;
+    DELETE FROM colony_assign.executors e WHERE e.colony = remove_colony.name;
+    DELETE FROM colony_assign.processes p WHERE p.colony = remove_colony.name;
+    -- Coordinators drop cached tokens of this colony and answer its parked long-polls.
+    PERFORM pg_notify('ca_control', jsonb_build_object('event', 'colony_removed', 'colony', name)::text);
+END
+$$;
+
+CREATE FUNCTION colony_assign.pause(colony text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM colony_assign._colony(colony);
+    UPDATE colony_assign.colonies c SET paused = true WHERE c.name = pause.colony;
+END
+$$;
+
+CREATE FUNCTION colony_assign.resume(colony text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM colony_assign._colony(colony);
+    UPDATE colony_assign.colonies c SET paused = false WHERE c.name = resume.colony AND c.paused;
+    -- Waiters parked on any coordinator replica (or SQL-direct) wake through their own keys,
+    -- unlike ColonyOS where only the replica that served the resume call wakes its waiters.
+    IF FOUND THEN
+        PERFORM colony_assign._wake_colony(colony);
+    END IF;
+END
+$$;
+
+CREATE FUNCTION colony_assign.set_strict(colony text, strict boolean) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM colony_assign._colony(colony);
+    IF strict IS NULL THEN
+        RAISE EXCEPTION 'strict must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    UPDATE colony_assign.colonies c SET strict = set_strict.strict WHERE c.name = set_strict.colony;
+END
+$$;
+
+-- Each count is written so that a partial index answers it: stats() must not scan the whole
+-- processes table of a busy colony.
+CREATE FUNCTION colony_assign.stats(colony text,
+    OUT paused boolean, OUT strict boolean, OUT executors bigint,
+    OUT waiting bigint, OUT blocked bigint, OUT running bigint,
+    OUT succeeded bigint, OUT failed bigint, OUT cancelled bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT c.paused, c.strict,
+           (SELECT count(*) FROM colony_assign.executors e WHERE e.colony = c.name),
+           (SELECT count(*) FROM colony_assign.processes p
+             WHERE p.colony = c.name AND p.state = 0 AND p.pending_parents = 0 AND p.executor_names IS NULL)
+         + (SELECT count(*) FROM colony_assign.processes p
+             WHERE p.colony = c.name AND p.state = 0 AND p.pending_parents = 0 AND p.executor_names IS NOT NULL),
+           (SELECT count(*) FROM colony_assign.processes p
+             WHERE p.workflow_id IS NOT NULL AND p.colony = c.name AND p.state = 0 AND p.pending_parents > 0),
+           (SELECT count(*) FROM colony_assign.processes p WHERE p.colony = c.name AND p.state = 1),
+           finished.succeeded, finished.failed, finished.cancelled
+    FROM colony_assign._colony(stats.colony) AS c
+    CROSS JOIN LATERAL (
+        SELECT count(*) FILTER (WHERE p.state = 2) AS succeeded,
+               count(*) FILTER (WHERE p.state = 3) AS failed,
+               count(*) FILTER (WHERE p.state = 4) AS cancelled
+        FROM colony_assign.processes p WHERE p.colony = c.name AND p.state >= 2
+    ) AS finished;
+END;

@@ -1,0 +1,103 @@
+-- Executors: registration with a bearer token, removal, and the channels to LISTEN on.
+
+-- Raises P0002 when the executor is not registered in the colony; returns its row otherwise.
+CREATE FUNCTION colony_assign._executor(colony text, executor text) RETURNS colony_assign.executors
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    found_executor colony_assign.executors;
+BEGIN
+    PERFORM colony_assign._colony(colony);
+    PERFORM colony_assign._check_name(executor, 'executor');
+    SELECT * INTO found_executor FROM colony_assign.executors e
+        WHERE e.colony = _executor.colony AND e.name = _executor.executor;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown executor % in colony %', to_jsonb(executor)::text, to_jsonb(colony)::text
+            USING ERRCODE = 'P0002';
+    END IF;
+    RETURN found_executor;
+END
+$$;
+
+-- Puts an executor's RUNNING processes back to WAITING (no retry is counted: the process did
+-- not time out, its executor went away) and notifies their keys. Returns how many.
+CREATE FUNCTION colony_assign._requeue_running(colony text, executor text) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    requeued bigint;
+BEGIN
+    WITH back AS (
+        UPDATE colony_assign.processes p
+        SET state = 0, assigned_executor = NULL, started_at = NULL, exec_deadline = NULL,
+            wait_deadline = now() + p.max_wait_time * interval '1 second'
+        WHERE p.colony = _requeue_running.colony AND p.assigned_executor = _requeue_running.executor
+          AND p.state = 1
+        RETURNING p.executor_type, p.location, p.executor_names
+    ), keys AS (
+        SELECT b.executor_type, b.location, b.executor_names, count(*) AS n
+        FROM back b GROUP BY b.executor_type, b.location, b.executor_names
+    )
+    SELECT coalesce(sum(k.n), 0) INTO requeued FROM keys k
+    WHERE colony_assign._wake(colony, k.executor_type, k.location, k.executor_names, k.n) >= 0;
+    RETURN requeued;
+END
+$$;
+
+CREATE FUNCTION colony_assign.add_executor(colony text, name text, executor_type text,
+                                           location text DEFAULT NULL) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    -- 244 random bits from the server's strong RNG (gen_random_uuid is built in since PG 13);
+    -- the prefix lets secret scanners recognise a leaked token.
+    token text := 'cat_' || replace(gen_random_uuid()::text, '-', '') || replace(gen_random_uuid()::text, '-', '');
+BEGIN
+    PERFORM colony_assign._colony(colony);
+    PERFORM colony_assign._check_name(name, 'executor');
+    PERFORM colony_assign._check_name(executor_type, 'executor_type');
+    -- '' means "no location", as an empty conditions.locationname does.
+    IF location = '' THEN
+        location := NULL;
+    END IF;
+    IF location IS NOT NULL THEN
+        PERFORM colony_assign._check_name(location, 'location');
+    END IF;
+    INSERT INTO colony_assign.executors (colony, name, executor_type, location, token_hash)
+    VALUES (colony, name, executor_type, location, sha256(convert_to(token, 'UTF8')))
+    ON CONFLICT ON CONSTRAINT executors_pkey DO NOTHING;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'executor % already exists in colony %', to_jsonb(name)::text, to_jsonb(colony)::text
+            USING ERRCODE = '23505';
+    END IF;
+    RETURN token;
+END
+$$;
+
+CREATE FUNCTION colony_assign.remove_executor(colony text, name text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM colony_assign._executor(colony, name);
+    DELETE FROM colony_assign.executors e WHERE e.colony = remove_executor.colony AND e.name = remove_executor.name;
+    PERFORM colony_assign._requeue_running(colony, name);
+    -- Coordinators drop the cached token and answer the executor's parked long-polls.
+    PERFORM pg_notify('ca_control',
+        jsonb_build_object('event', 'executor_removed', 'colony', colony, 'executor', name)::text);
+END
+$$;
+
+CREATE FUNCTION colony_assign.channels(colony text, executor text) RETURNS SETOF text
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e colony_assign.executors := colony_assign._executor(colony, executor);
+BEGIN
+    RETURN QUERY SELECT unnest(colony_assign._executor_channels(e.colony, e.executor_type, e.location, e.name));
+END
+$$;

@@ -1,0 +1,110 @@
+-- Privileges and function comments. Runs last.
+--
+-- Nobody but the owner touches the tables. Functions are executable only by the role that
+-- needs them (PostgreSQL grants EXECUTE to PUBLIC by default, so that is revoked first):
+--   colony_assign_executor     assign, close, fail and what an executor inspects
+--   colony_assign_submitter    submit, cancel and inspection
+--   colony_assign_coordinator  both of the above (what the HTTP coordinator needs)
+--   colony_assign_admin        everything, including colonies, executors and reap()
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA colony_assign FROM PUBLIC;
+GRANT USAGE ON SCHEMA colony_assign
+    TO colony_assign_executor, colony_assign_submitter, colony_assign_coordinator, colony_assign_admin;
+
+GRANT EXECUTE ON FUNCTION
+    colony_assign.assign(text, text, integer),
+    colony_assign.close(bigint, text, jsonb),
+    colony_assign.fail(bigint, text, text[]),
+    colony_assign.channels(text, text),
+    colony_assign.channel(text, text, text),
+    colony_assign.process(bigint)
+TO colony_assign_executor;
+
+GRANT EXECUTE ON FUNCTION
+    colony_assign.submit(text, jsonb),
+    colony_assign.submit_many(text, jsonb),
+    colony_assign.cancel(bigint),
+    colony_assign.channel(text, text, text),
+    colony_assign.process(bigint),
+    colony_assign.stats(text)
+TO colony_assign_submitter;
+
+GRANT EXECUTE ON FUNCTION
+    colony_assign.add_colony(text),
+    colony_assign.remove_colony(text),
+    colony_assign.add_executor(text, text, text, text),
+    colony_assign.remove_executor(text, text),
+    colony_assign.pause(text),
+    colony_assign.resume(text),
+    colony_assign.set_strict(text, boolean),
+    colony_assign.reap()
+TO colony_assign_admin;
+
+--------------------------------------------------------------------------------
+-- Public functions. SQLSTATEs: 22004 NULL argument, 22023 invalid value, 23505 already
+-- exists, 42501 not allowed, 54000 too large, 55000 wrong state, P0002 not found.
+--------------------------------------------------------------------------------
+COMMENT ON FUNCTION colony_assign.add_colony(text) IS
+    'Adds a colony. Errors: 22004/22023 bad name, 23505 it exists.';
+COMMENT ON FUNCTION colony_assign.remove_colony(text) IS
+    'Removes a colony with its executors and processes, and tells coordinators. Errors: P0002 unknown colony.';
+COMMENT ON FUNCTION colony_assign.add_executor(text, text, text, text) IS
+    'Registers an executor of a type, optionally at a location; returns its bearer token (only the SHA-256 is stored). Errors: P0002 unknown colony, 22004/22023 bad name, 23505 it exists.';
+COMMENT ON FUNCTION colony_assign.remove_executor(text, text) IS
+    'Removes an executor; its RUNNING processes go back to WAITING at once and are notified. Errors: P0002 unknown colony or executor.';
+COMMENT ON FUNCTION colony_assign.submit(text, jsonb) IS
+    'Submits one ColonyOS-style FunctionSpec; returns its id and notifies its key at commit. Errors: P0002 unknown colony, 22023 invalid spec (the message names the field), 54000 spec over 256 KiB.';
+COMMENT ON FUNCTION colony_assign.submit_many(text, jsonb) IS
+    'Submits a JSON array of specs in one transaction (all or none); returns ids in input order; one NOTIFY per distinct key. Errors as submit(), messages prefixed with spec[i]; 54000 over 100000 specs.';
+COMMENT ON FUNCTION colony_assign.assign(text, text, integer) IS
+    'Claims up to max_count processes the executor may run (type, names, location; priority then age) with FOR UPDATE SKIP LOCKED, marks them RUNNING with deadlines and the executor alive. Empty when nothing is assignable or the colony is paused. Strict colonies serialize claims per type for exact order. Errors: 22023 max_count outside 1..1000, P0002 unknown colony or executor.';
+COMMENT ON FUNCTION colony_assign.close(bigint, text, jsonb) IS
+    'Marks a RUNNING process SUCCESS with its output; only its assigned executor may. Errors: P0002 unknown process, 55000 not running (e.g. closed twice), 42501 assigned to another executor, 54000 output over 256 KiB.';
+COMMENT ON FUNCTION colony_assign.fail(bigint, text, text[]) IS
+    'Marks a RUNNING process FAILED with errors; only its assigned executor may. Errors as close().';
+COMMENT ON FUNCTION colony_assign.cancel(bigint) IS
+    'Cancels a WAITING or RUNNING process. Errors: P0002 unknown process, 55000 already ended.';
+COMMENT ON FUNCTION colony_assign.pause(text) IS
+    'Pauses assignment in a colony: assign() returns nothing until resume(). Errors: P0002 unknown colony.';
+COMMENT ON FUNCTION colony_assign.resume(text) IS
+    'Resumes assignment and notifies every key with waiting work, so waiters on every coordinator replica wake. Errors: P0002 unknown colony.';
+COMMENT ON FUNCTION colony_assign.set_strict(text, boolean) IS
+    'Switches a colony between distributed (SKIP LOCKED, concurrent) and strict (exact priority order) assignment. Errors: P0002 unknown colony, 22004 NULL.';
+COMMENT ON FUNCTION colony_assign.reap() IS
+    'Enforces deadlines: RUNNING past maxexectime go back to WAITING (retries + 1) or FAILED when maxretries is used up; WAITING past maxwaittime FAILED. Returns the counts. Safe to run from many sessions at once.';
+COMMENT ON FUNCTION colony_assign.channels(text, text) IS
+    'The channels an executor LISTENs on: its location key, its type''s broadcast key and its name key. Errors: P0002 unknown colony or executor.';
+COMMENT ON FUNCTION colony_assign.channel(text, text, text) IS
+    'The notification channel of (colony, executor type, location); NULL or empty location = the broadcast channel. At most 63 bytes, safe for any input.';
+COMMENT ON FUNCTION colony_assign.process(bigint) IS
+    'One process. Errors: P0002 unknown process.';
+COMMENT ON FUNCTION colony_assign.stats(text) IS
+    'Counts of a colony''s executors and processes per state. Errors: P0002 unknown colony.';
+
+--------------------------------------------------------------------------------
+-- Internal functions (not granted to anyone)
+--------------------------------------------------------------------------------
+COMMENT ON FUNCTION colony_assign._wake(text, text, text, text[], bigint) IS
+    'Internal: records that n processes became assignable for a key; one NOTIFY per key is sent at commit.';
+COMMENT ON FUNCTION colony_assign._executor_channels(text, text, text, text) IS
+    'Internal: channel names of an executor with these attributes.';
+COMMENT ON FUNCTION colony_assign._check_name(text, text) IS 'Internal: raises 22004/22023 for a NULL, empty or over-long name.';
+COMMENT ON FUNCTION colony_assign._show(jsonb) IS 'Internal: a JSON value shortened for error messages.';
+COMMENT ON FUNCTION colony_assign._int_problem(jsonb, text, bigint, bigint) IS 'Internal: why a spec field is not an integer in range, or NULL.';
+COMMENT ON FUNCTION colony_assign._name_problem(jsonb, text, boolean) IS 'Internal: why a spec field is not a valid name, or NULL.';
+COMMENT ON FUNCTION colony_assign._array_problem(jsonb, text, integer) IS 'Internal: why a spec field is not an array of bounded length, or NULL.';
+COMMENT ON FUNCTION colony_assign._opt_text(jsonb) IS 'Internal: JSON string to text (NULL when absent or empty).';
+COMMENT ON FUNCTION colony_assign._opt_seconds(jsonb) IS 'Internal: seconds, NULL for unlimited (-1 or 0).';
+COMMENT ON FUNCTION colony_assign._spec_problems(jsonb, text, boolean) IS 'Internal: the first invalid spec of an array and what is wrong with it.';
+COMMENT ON FUNCTION colony_assign._max_document_bytes() IS 'Internal: largest spec, output or error list accepted (bytes).';
+COMMENT ON FUNCTION colony_assign._colony(text) IS 'Internal: the colony row, or P0002.';
+COMMENT ON FUNCTION colony_assign._wake_colony(text) IS 'Internal: notifies every key with assignable work in a colony.';
+COMMENT ON FUNCTION colony_assign._executor(text, text) IS 'Internal: the executor row, or P0002.';
+COMMENT ON FUNCTION colony_assign._requeue_running(text, text) IS 'Internal: puts an executor''s RUNNING processes back to WAITING and notifies them.';
+COMMENT ON FUNCTION colony_assign._public(colony_assign.processes) IS 'Internal: a stored process in its public shape.';
+COMMENT ON FUNCTION colony_assign._state_name(integer) IS 'Internal: name of a state.';
+COMMENT ON FUNCTION colony_assign._explain_not_running(bigint, text) IS 'Internal: raises why a close/fail matched no row.';
+COMMENT ON FUNCTION colony_assign._touch(text, text) IS 'Internal: refreshes executor liveness (at most once a second).';
+COMMENT ON FUNCTION colony_assign._submit(text, jsonb, boolean) IS 'Internal: validates, inserts and notifies standalone specs.';
+COMMENT ON FUNCTION colony_assign._strict_lock(text, text) IS 'Internal: strict mode''s per (colony, type) transaction lock.';
+COMMENT ON FUNCTION colony_assign._reap_batch() IS 'Internal: rows per reap() pass.';

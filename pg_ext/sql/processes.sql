@@ -1,0 +1,230 @@
+-- Processes: submit, close, fail, cancel, inspect.
+--
+-- Every transition is one UPDATE guarded by the expected current state (and, for close/fail, by
+-- the assigned executor): compare-and-set, so any number of callers can race safely. Why an
+-- UPDATE matched nothing is worked out only afterwards, on the error path.
+
+--------------------------------------------------------------------------------
+-- Internal helpers
+--------------------------------------------------------------------------------
+
+-- The public shape of a stored process.
+CREATE FUNCTION colony_assign._public(p colony_assign.processes) RETURNS colony_assign.process
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN ROW(p.id, p.colony, p.state, p.executor_type, p.location, p.executor_names,
+           p.assigned_executor, p.priority, p.funcname, p.label, p.nodename, p.spec, p.input,
+           p.output, p.errors, p.retries, p.submitted_at, p.started_at, p.ended_at,
+           p.exec_deadline, p.workflow_id)::colony_assign.process;
+
+-- Name of a state, for error messages.
+CREATE FUNCTION colony_assign._state_name(state integer) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN (ARRAY['WAITING', 'RUNNING', 'SUCCESS', 'FAILED', 'CANCELLED'])[state + 1];
+
+-- Raises the error that explains why a close/fail by `executor` matched no row.
+CREATE FUNCTION colony_assign._explain_not_running(process_id bigint, executor text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p colony_assign.processes;
+BEGIN
+    SELECT * INTO p FROM colony_assign.processes WHERE id = process_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown process %', process_id USING ERRCODE = 'P0002';
+    ELSIF p.state <> 1 THEN
+        RAISE EXCEPTION 'process % is not running (it is %)', process_id, colony_assign._state_name(p.state)
+            USING ERRCODE = '55000';
+    ELSE
+        RAISE EXCEPTION 'process % is assigned to another executor, not %', process_id, to_jsonb(executor)::text
+            USING ERRCODE = '42501';
+    END IF;
+END
+$$;
+
+-- Refreshes an executor's liveness, at most once per second so a busy executor does not turn
+-- every call into a write of its row.
+CREATE FUNCTION colony_assign._touch(colony text, executor text) RETURNS void
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    UPDATE colony_assign.executors e SET last_seen = now()
+    WHERE e.colony = _touch.colony AND e.name = _touch.executor
+      AND e.last_seen < now() - interval '1 second';
+END;
+
+-- Validates and inserts standalone specs (a JSON array) in one transaction, notifies their
+-- keys once each, and returns the new ids in input order. `single` only shapes error messages.
+CREATE FUNCTION colony_assign._submit(colony text, specs jsonb, single boolean) RETURNS bigint[]
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    problem text;
+    bad integer;
+    too_big integer;
+    ids bigint[];
+    channels integer;
+BEGIN
+    PERFORM colony_assign._colony(colony);
+    IF specs IS NULL OR jsonb_typeof(specs) <> 'array' THEN
+        RAISE EXCEPTION 'specs must be a JSON array of specs (got %)', coalesce(colony_assign._show(specs), 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    IF jsonb_array_length(specs) > 100000 THEN
+        RAISE EXCEPTION 'too many specs in one call: %, at most 100000', jsonb_array_length(specs)
+            USING ERRCODE = '54000';
+    END IF;
+
+    SELECT a.i - 1, pg_column_size(a.s) INTO bad, too_big
+    FROM jsonb_array_elements(specs) WITH ORDINALITY AS a(s, i)
+    WHERE pg_column_size(a.s) > colony_assign._max_document_bytes()
+    ORDER BY a.i LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION '%spec is % bytes, at most %',
+            CASE WHEN single THEN '' ELSE format('spec[%s]: ', bad) END, too_big, colony_assign._max_document_bytes()
+            USING ERRCODE = '54000';
+    END IF;
+
+    SELECT sp.idx, sp.problem INTO bad, problem FROM colony_assign._spec_problems(specs, colony, false) sp;
+    IF FOUND THEN
+        RAISE EXCEPTION '%', CASE WHEN single THEN '' ELSE format('spec[%s]: ', bad) END || problem
+            USING ERRCODE = '22023';
+    END IF;
+
+    WITH inserted AS (
+        INSERT INTO colony_assign.processes (colony, executor_type, location, executor_names,
+            preferred_location, locality_wait, priority, funcname, label, nodename,
+            max_wait_time, max_exec_time, max_retries, spec, wait_deadline)
+        SELECT colony,
+               a.s #>> '{conditions,executortype}',
+               colony_assign._opt_text(a.s #> '{conditions,locationname}'),
+               CASE WHEN jsonb_typeof(a.s #> '{conditions,executornames}') IS DISTINCT FROM 'array' THEN NULL
+                    WHEN a.s #> '{conditions,executornames}' <> '[]'
+                    THEN ARRAY(SELECT jsonb_array_elements_text(a.s #> '{conditions,executornames}')) END,
+               colony_assign._opt_text(a.s #> '{conditions,preferredlocation}'),
+               CASE WHEN jsonb_typeof(a.s #> '{conditions,localitywait}') = 'number'
+                    THEN (a.s #> '{conditions,localitywait}')::integer END,
+               -- jsonb-to-integer casts (not ->> then ::integer) so 1.0 and 1e2 work as PostgreSQL
+               -- numerics do; the CASE keeps JSON null from reaching the cast.
+               CASE WHEN jsonb_typeof(a.s -> 'priority') = 'number' THEN (a.s -> 'priority')::integer ELSE 0 END,
+               a.s ->> 'funcname',
+               colony_assign._opt_text(a.s -> 'label'),
+               colony_assign._opt_text(a.s -> 'nodename'),
+               colony_assign._opt_seconds(a.s -> 'maxwaittime'),
+               colony_assign._opt_seconds(a.s -> 'maxexectime'),
+               CASE WHEN jsonb_typeof(a.s -> 'maxretries') = 'number' THEN (a.s -> 'maxretries')::integer ELSE 0 END,
+               a.s,
+               now() + colony_assign._opt_seconds(a.s -> 'maxwaittime') * interval '1 second'
+        FROM jsonb_array_elements(specs) WITH ORDINALITY AS a(s, i)
+        ORDER BY a.i
+        RETURNING id, executor_type, location, executor_names
+    ), keys AS (
+        SELECT executor_type, location, executor_names, count(*) AS n
+        FROM inserted GROUP BY executor_type, location, executor_names
+    )
+    -- Ids come from one sequence in input order, so sorting by id restores input order.
+    SELECT (SELECT array_agg(id ORDER BY id) FROM inserted),
+           (SELECT sum(colony_assign._wake(colony, k.executor_type, k.location, k.executor_names, k.n)) FROM keys k)
+    INTO ids, channels;
+    RETURN coalesce(ids, '{}');
+END
+$$;
+
+--------------------------------------------------------------------------------
+-- Public functions
+--------------------------------------------------------------------------------
+
+CREATE FUNCTION colony_assign.submit(colony text, spec jsonb) RETURNS bigint
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT (colony_assign._submit(submit.colony, jsonb_build_array(submit.spec), true))[1];
+END;
+
+CREATE FUNCTION colony_assign.submit_many(colony text, specs jsonb) RETURNS SETOF bigint
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT unnest(colony_assign._submit(submit_many.colony, submit_many.specs, false));
+END;
+
+CREATE FUNCTION colony_assign.close(process_id bigint, executor text, output jsonb DEFAULT NULL) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    closed_colony text;
+BEGIN
+    IF pg_column_size(output) > colony_assign._max_document_bytes() THEN
+        RAISE EXCEPTION 'output is % bytes, at most %', pg_column_size(output), colony_assign._max_document_bytes()
+            USING ERRCODE = '54000';
+    END IF;
+    UPDATE colony_assign.processes p
+    SET state = 2, output = close.output, ended_at = now(), exec_deadline = NULL
+    WHERE p.id = process_id AND p.state = 1 AND p.assigned_executor = executor
+    RETURNING p.colony INTO closed_colony;
+    IF NOT FOUND THEN
+        PERFORM colony_assign._explain_not_running(process_id, executor);
+    END IF;
+    PERFORM colony_assign._touch(closed_colony, executor);
+END
+$$;
+
+CREATE FUNCTION colony_assign.fail(process_id bigint, executor text, errors text[]) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    failed_colony text;
+BEGIN
+    IF pg_column_size(errors) > colony_assign._max_document_bytes() THEN
+        RAISE EXCEPTION 'errors are % bytes, at most %', pg_column_size(errors), colony_assign._max_document_bytes()
+            USING ERRCODE = '54000';
+    END IF;
+    UPDATE colony_assign.processes p
+    SET state = 3, errors = coalesce(fail.errors, '{}'), ended_at = now(), exec_deadline = NULL
+    WHERE p.id = process_id AND p.state = 1 AND p.assigned_executor = executor
+    RETURNING p.colony INTO failed_colony;
+    IF NOT FOUND THEN
+        PERFORM colony_assign._explain_not_running(process_id, executor);
+    END IF;
+    PERFORM colony_assign._touch(failed_colony, executor);
+END
+$$;
+
+CREATE FUNCTION colony_assign.cancel(process_id bigint) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    current_state integer;
+BEGIN
+    UPDATE colony_assign.processes p
+    SET state = 4, ended_at = now(), exec_deadline = NULL
+    WHERE p.id = process_id AND p.state IN (0, 1);
+    IF NOT FOUND THEN
+        SELECT p.state INTO current_state FROM colony_assign.processes p WHERE p.id = process_id;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'unknown process %', process_id USING ERRCODE = 'P0002';
+        END IF;
+        RAISE EXCEPTION 'process % has already ended (it is %)', process_id, colony_assign._state_name(current_state)
+            USING ERRCODE = '55000';
+    END IF;
+END
+$$;
+
+CREATE FUNCTION colony_assign.process(process_id bigint) RETURNS colony_assign.process
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result colony_assign.process;
+BEGIN
+    SELECT colony_assign._public(p) INTO result FROM colony_assign.processes p WHERE p.id = process_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown process %', process_id USING ERRCODE = 'P0002';
+    END IF;
+    RETURN result;
+END
+$$;

@@ -1,0 +1,44 @@
+//! Channel names, as SQL functions. The derivation itself lives in `colony-proto` so the
+//! coordinator computes exactly the same names without asking the database.
+
+use crate::error::required;
+use colony_proto::{Key, executor_keys};
+use pgrx::prelude::*;
+
+/// The channel for processes of `executor_type` at `location` in `colony`; a NULL or empty
+/// location gives the type's broadcast channel (location-less processes). Safe for any input.
+#[pg_extern(immutable, parallel_safe)]
+pub fn channel(
+    colony: Option<&str>,
+    executor_type: Option<&str>,
+    location: Option<&str>,
+) -> String {
+    let colony = required(colony, "colony");
+    let executor_type = required(executor_type, "executor_type");
+    match location.filter(|l| !l.is_empty()) {
+        Some(location) => Key::Location {
+            colony,
+            executor_type,
+            location,
+        },
+        None => Key::Broadcast {
+            colony,
+            executor_type,
+        },
+    }
+    .channel()
+}
+
+/// The channels an executor with these attributes must LISTEN on (used by `channels()`).
+#[pg_extern(immutable, parallel_safe)]
+fn _executor_channels(
+    colony: &str,
+    executor_type: &str,
+    location: Option<&str>,
+    executor: &str,
+) -> Vec<String> {
+    executor_keys(colony, executor_type, location, executor)
+        .iter()
+        .map(Key::channel)
+        .collect()
+}

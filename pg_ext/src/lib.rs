@@ -1,0 +1,78 @@
+//! colony_assign: a ColonyOS-style process scheduler inside PostgreSQL.
+//!
+//! This file is wiring only. The data model, every state transition and the assign statement
+//! are SQL (`pg_ext/sql/*.sql`); Rust is used where it earns its place:
+//! - [`channel`]: notification channel names, shared byte for byte with the coordinator
+//!   through the `colony-proto` crate;
+//! - [`notify`]: per-transaction NOTIFY coalescing (one NOTIFY per key per transaction,
+//!   payload = count), which needs transaction and subtransaction callbacks.
+
+use pgrx::prelude::*;
+
+mod channel;
+mod error;
+mod notify;
+
+::pgrx::pg_module_magic!();
+
+// Tables, the public composite type and indexes come first; the SQL functions reference the Rust
+// functions (`_wake`, `channel`, ...), so they are created after those.
+pgrx::extension_sql_file!("../sql/bootstrap.sql", bootstrap);
+pgrx::extension_sql_file!(
+    "../sql/validate.sql",
+    name = "validate",
+    requires = ["bootstrap"]
+);
+pgrx::extension_sql_file!(
+    "../sql/colonies.sql",
+    name = "colonies",
+    requires = ["validate", notify::_wake]
+);
+pgrx::extension_sql_file!(
+    "../sql/executors.sql",
+    name = "executors",
+    requires = ["validate", notify::_wake, channel::_executor_channels]
+);
+pgrx::extension_sql_file!(
+    "../sql/processes.sql",
+    name = "processes",
+    requires = ["validate", notify::_wake]
+);
+pgrx::extension_sql_file!(
+    "../sql/assign.sql",
+    name = "assign",
+    requires = ["processes"]
+);
+pgrx::extension_sql_file!("../sql/reap.sql", name = "reap", requires = ["processes"]);
+pgrx::extension_sql_file!(
+    "../sql/finalize.sql",
+    finalize,
+    requires = [
+        "colonies",
+        "executors",
+        "processes",
+        "assign",
+        "reap",
+        channel::channel
+    ]
+);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    notify::init();
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests;
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

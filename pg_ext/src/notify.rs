@@ -1,0 +1,164 @@
+//! Per-transaction NOTIFY coalescing.
+//!
+//! Every path that makes processes assignable calls `_wake(key, n)`. Instead of a NOTIFY per call
+//! (or per row), the counts are summed per channel in backend-local memory and sent once per
+//! channel just before commit, with the sum as payload. So `submit_many` of 10,000 processes over
+//! 3 keys sends 3 notifications, and a transaction that rolls back sends none.
+//!
+//! Counts are tagged with the subtransaction nesting level that produced them: a rolled-back
+//! savepoint (or a PL/pgSQL exception block) drops its counts, a released one hands them to its
+//! parent.
+
+use colony_proto::{Key, wake_payload};
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::CString;
+
+/// (subtransaction nesting level, channel) -> processes that became assignable.
+type Pending = HashMap<(i32, String), u64>;
+
+thread_local! {
+    // A backend is single-threaded; thread_local is simply "this backend's".
+    static PENDING: RefCell<Pending> = RefCell::new(HashMap::new());
+}
+
+unsafe extern "C-unwind" {
+    // commands/async.h, which pgrx does not bind. Queues a notification in the current
+    // transaction; PostgreSQL delivers it at commit and drops it on abort. It may raise an
+    // ERROR, so it is only called through pg_guard_ffi_boundary (see send_pending).
+    fn Async_Notify(channel: *const std::ffi::c_char, payload: *const std::ffi::c_char);
+}
+
+/// Registers the transaction callbacks; called once per backend from `_PG_init`.
+pub fn init() {
+    // SAFETY: plain registration of static functions with no argument pointer.
+    unsafe {
+        pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
+        pg_sys::RegisterSubXactCallback(Some(on_subxact), std::ptr::null_mut());
+    }
+}
+
+/// Records that `n` processes with these conditions became assignable in this transaction.
+/// Name-targeted processes wake each named executor's key; otherwise the location key, or the
+/// broadcast key for location-less processes (DESIGN.md, Notifications). Returns how many
+/// channels it queued a count for, so SQL can aggregate over calls.
+#[pg_extern(volatile, parallel_unsafe)]
+fn _wake(
+    colony: &str,
+    executor_type: &str,
+    location: Option<&str>,
+    executor_names: Option<Vec<Option<String>>>,
+    n: i64,
+) -> i32 {
+    if n <= 0 {
+        return 0;
+    }
+    let names: Vec<String> = executor_names
+        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut channels = Vec::with_capacity(names.len().max(1));
+    if names.is_empty() {
+        channels.push(
+            match location.filter(|l| !l.is_empty()) {
+                Some(location) => Key::Location {
+                    colony,
+                    executor_type,
+                    location,
+                },
+                None => Key::Broadcast {
+                    colony,
+                    executor_type,
+                },
+            }
+            .channel(),
+        );
+    } else {
+        for executor in &names {
+            channels.push(
+                Key::Name {
+                    colony,
+                    executor_type,
+                    executor,
+                }
+                .channel(),
+            );
+        }
+    }
+    // SAFETY: a plain read of the transaction state.
+    let level = unsafe { pg_sys::GetCurrentTransactionNestLevel() };
+    let queued = channels.len() as i32;
+    PENDING.with_borrow_mut(|pending| {
+        for channel in channels {
+            *pending.entry((level, channel)).or_default() += n as u64;
+        }
+    });
+    queued
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    use pg_sys::XactEvent::*;
+    match event {
+        // Still inside the transaction: queue one NOTIFY per channel. PostgreSQL sends them
+        // only if the commit succeeds. (PREPARE TRANSACTION with pending notifications is
+        // refused by PostgreSQL itself, which is the right answer.)
+        XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => send_pending(),
+        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => {
+            PENDING.with_borrow_mut(HashMap::clear);
+        }
+        _ => {}
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_subxact(
+    event: pg_sys::SubXactEvent::Type,
+    _sub: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    use pg_sys::SubXactEvent::*;
+    if event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB {
+        return;
+    }
+    // During these events the current nesting level is still the subtransaction's own.
+    // SAFETY: a plain read of the transaction state.
+    let level = unsafe { pg_sys::GetCurrentTransactionNestLevel() };
+    PENDING.with_borrow_mut(|pending| {
+        if pending.is_empty() {
+            return;
+        }
+        let inner: Vec<((i32, String), u64)> =
+            pending.extract_if(|(l, _), _| *l >= level).collect();
+        if event == SUBXACT_EVENT_COMMIT_SUB {
+            for ((_, channel), n) in inner {
+                *pending.entry((level - 1, channel)).or_default() += n;
+            }
+        }
+    });
+}
+
+fn send_pending() {
+    let pending = PENDING.with_borrow_mut(std::mem::take);
+    if pending.is_empty() {
+        return;
+    }
+    let mut per_channel: HashMap<String, u64> = HashMap::with_capacity(pending.len());
+    for ((_, channel), n) in pending {
+        *per_channel.entry(channel).or_default() += n;
+    }
+    for (channel, n) in per_channel {
+        // Channel names are hex/ASCII from colony-proto and payloads are digits: no NULs.
+        let channel = CString::new(channel).expect("channel names contain no NUL");
+        let payload = CString::new(wake_payload(n)).expect("payloads contain no NUL");
+        // SAFETY: valid C strings (Async_Notify copies them into transaction memory), called
+        // on the backend's main thread, with PostgreSQL errors turned into Rust panics.
+        unsafe {
+            pg_sys::ffi::pg_guard_ffi_boundary(|| Async_Notify(channel.as_ptr(), payload.as_ptr()))
+        };
+    }
+}

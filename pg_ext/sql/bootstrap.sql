@@ -7,25 +7,30 @@
 -- Roles are cluster-wide, so they are created only when missing and survive DROP EXTENSION
 -- (other databases may use them). Nobody gets table privileges: every access goes through
 -- the SECURITY DEFINER functions, which are granted per role in finalize.sql.
+-- Two databases may run CREATE EXTENSION at the same moment; the loser of that race sees a
+-- unique violation instead of "already exists", so both are accepted.
 DO $roles$
+DECLARE
+    role_name text;
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'colony_assign_executor') THEN
-        CREATE ROLE colony_assign_executor NOLOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'colony_assign_submitter') THEN
-        CREATE ROLE colony_assign_submitter NOLOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'colony_assign_coordinator') THEN
-        CREATE ROLE colony_assign_coordinator NOLOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'colony_assign_admin') THEN
-        CREATE ROLE colony_assign_admin NOLOGIN;
-    END IF;
+    FOREACH role_name IN ARRAY ARRAY['colony_assign_executor', 'colony_assign_submitter',
+                                     'colony_assign_coordinator', 'colony_assign_admin']
+    LOOP
+        BEGIN
+            EXECUTE format('CREATE ROLE %I NOLOGIN', role_name);
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN
+            NULL;
+        END;
+    END LOOP;
+    -- The coordinator acts for executors and submitters; an admin can do everything.
+    BEGIN
+        GRANT colony_assign_executor, colony_assign_submitter TO colony_assign_coordinator;
+        GRANT colony_assign_coordinator TO colony_assign_admin;
+    EXCEPTION WHEN unique_violation THEN
+        NULL;
+    END;
 END
 $roles$;
-
-GRANT colony_assign_executor, colony_assign_submitter TO colony_assign_coordinator;
-GRANT colony_assign_coordinator TO colony_assign_admin;
 
 --------------------------------------------------------------------------------
 -- Colonies

@@ -42,3 +42,43 @@ fn _executor_channels(
         .map(Key::channel)
         .collect()
 }
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn any_input_gives_a_short_plain_identifier() {
+        for (colony, executor_type, location) in [
+            ("c", "t", Some("l")),
+            ("ü☃", "t\"';--", None),
+            ("c", "t", Some("")),
+        ] {
+            let name = super::channel(Some(colony), Some(executor_type), location);
+            assert_eq!(name.len(), colony_proto::CHANNEL_LEN);
+        }
+        let long =
+            Spi::get_one::<String>("SELECT colony_assign.channel(repeat('ü', 1000), 't', NULL)")
+                .unwrap()
+                .unwrap();
+        assert_eq!(long.len(), colony_proto::CHANNEL_LEN);
+        assert!(
+            long.starts_with("ca_b_"),
+            "NULL location is the broadcast key"
+        );
+    }
+
+    #[pg_test]
+    fn empty_location_is_the_broadcast_key() {
+        assert_eq!(
+            super::channel(Some("c"), Some("t"), Some("")),
+            super::channel(Some("c"), Some("t"), None)
+        );
+    }
+
+    #[pg_test(error = "colony must not be NULL")]
+    fn null_colony_is_an_error() {
+        Spi::run("SELECT colony_assign.channel(NULL, 't', NULL)").unwrap();
+    }
+}

@@ -62,10 +62,6 @@ pub extern "C-unwind" fn _PG_init() {
     notify::init();
 }
 
-#[cfg(any(test, feature = "pg_test"))]
-#[pg_schema]
-mod tests;
-
 /// Required by `cargo pgrx test`.
 #[cfg(test)]
 pub mod pg_test {

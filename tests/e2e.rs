@@ -1,0 +1,3 @@
+//! End-to-end tests. Each module owns its databases; see lib.rs for the harness.
+
+mod extension;

@@ -1,0 +1,284 @@
+//! assign(): exactly-once under concurrency and DESIGN.md's matching rules.
+
+use super::{add_executor, assign, setup, submit, submit_many, waiting};
+use e2e::spec;
+use serde_json::json;
+use std::collections::HashSet;
+
+#[tokio::test]
+async fn eight_concurrent_assigners_take_each_of_10000_processes_exactly_once() {
+    let (db, client) = setup("assign_exactly_once").await;
+    for i in 0..8 {
+        add_executor(&client, &format!("e{i}"), "t", None).await;
+    }
+    let specs: Vec<_> = (0..10_000)
+        .map(|i| spec("t", json!({}), json!({"priority": i % 7})))
+        .collect();
+    let submitted: HashSet<i64> = submit_many(&client, &specs).await.into_iter().collect();
+    assert_eq!(submitted.len(), 10_000);
+
+    let mut workers = Vec::new();
+    for i in 0..8 {
+        let db_config = db.config();
+        workers.push(tokio::spawn(async move {
+            let (client, _) = e2e::connect_with(&db_config).await;
+            let executor = format!("e{i}");
+            let mut mine = Vec::new();
+            loop {
+                // Batches of 1..3 so multi-row claims race too.
+                let got = assign(&client, &executor, 1 + (i % 3)).await;
+                if got.is_empty() {
+                    // Empty can mean "the rest is locked by others right now": only stop when
+                    // nothing is left waiting at all.
+                    if waiting(&client).await == 0 {
+                        return mine;
+                    }
+                    continue;
+                }
+                for id in got {
+                    client
+                        .execute(
+                            "SELECT colony_assign.close($1, $2, $3)",
+                            &[&id, &executor, &json!({"by": executor})],
+                        )
+                        .await
+                        .unwrap();
+                    mine.push((id, executor.clone()));
+                }
+            }
+        }));
+    }
+    let mut seen = HashSet::new();
+    for worker in workers {
+        for (id, _) in worker.await.unwrap() {
+            assert!(seen.insert(id), "process {id} was assigned twice");
+        }
+    }
+    assert_eq!(
+        seen, submitted,
+        "every process assigned exactly once, none lost"
+    );
+    let row = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE state = 2),
+                    count(*) FILTER (WHERE output->>'by' IS DISTINCT FROM assigned_executor)
+             FROM colony_assign.processes",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 10_000, "all closed");
+    assert_eq!(
+        row.get::<_, i64>(1),
+        0,
+        "each closed by the executor it was assigned to"
+    );
+}
+
+#[tokio::test]
+async fn locations_are_respected() {
+    let (_db, client) = setup("assign_locations").await;
+    add_executor(&client, "at_a", "t", Some("A")).await;
+    add_executor(&client, "at_b", "t", Some("B")).await;
+    add_executor(&client, "nowhere", "t", None).await;
+    let mut specs = Vec::new();
+    for _ in 0..20 {
+        specs.push(spec("t", json!({"locationname": "A"}), json!({})));
+        specs.push(spec("t", json!({"locationname": "B"}), json!({})));
+        specs.push(spec("t", json!({"locationname": ""}), json!({})));
+    }
+    submit_many(&client, &specs).await;
+
+    let location_of = async |ids: &[i64]| -> Vec<Option<String>> {
+        let rows = client
+            .query(
+                "SELECT location FROM colony_assign.processes WHERE id = ANY($1)",
+                &[&ids],
+            )
+            .await
+            .unwrap();
+        rows.iter().map(|r| r.get(0)).collect()
+    };
+
+    // An executor without a location gets exactly the 20 location-less processes.
+    let got = assign(&client, "nowhere", 100).await;
+    assert_eq!(got.len(), 20);
+    assert!(location_of(&got).await.iter().all(Option::is_none));
+    assert!(
+        assign(&client, "nowhere", 100).await.is_empty(),
+        "never located work"
+    );
+
+    // Each located executor gets its own location's work and never the other's.
+    let got = assign(&client, "at_a", 100).await;
+    assert_eq!(got.len(), 20);
+    assert!(
+        location_of(&got)
+            .await
+            .iter()
+            .all(|l| l.as_deref() == Some("A"))
+    );
+    let got = assign(&client, "at_b", 100).await;
+    assert_eq!(got.len(), 20);
+    assert!(
+        location_of(&got)
+            .await
+            .iter()
+            .all(|l| l.as_deref() == Some("B"))
+    );
+
+    // Location-less work goes to executors anywhere, located ones included.
+    let anywhere = submit(&client, &spec("t", json!({}), json!({}))).await;
+    assert_eq!(assign(&client, "at_b", 1).await, vec![anywhere]);
+}
+
+#[tokio::test]
+async fn executor_names_target_and_type_still_matters() {
+    let (_db, client) = setup("assign_names").await;
+    add_executor(&client, "e1", "t", None).await;
+    add_executor(&client, "e2", "t", Some("M")).await;
+    add_executor(&client, "other_type", "u", None).await;
+    let for_e2 = submit(
+        &client,
+        &spec("t", json!({"executornames": ["e2"]}), json!({})),
+    )
+    .await;
+    // Names narrow, never replace, the type: a "u" executor named in a "t" process never gets it.
+    submit(
+        &client,
+        &spec("t", json!({"executornames": ["other_type"]}), json!({})),
+    )
+    .await;
+    // A named executor elsewhere than the process's location cannot take it either.
+    submit(
+        &client,
+        &spec(
+            "t",
+            json!({"executornames": ["e2"], "locationname": "L"}),
+            json!({}),
+        ),
+    )
+    .await;
+
+    assert!(assign(&client, "e1", 10).await.is_empty());
+    assert!(assign(&client, "other_type", 10).await.is_empty());
+    assert_eq!(assign(&client, "e2", 10).await, vec![for_e2]);
+
+    // Targeted and untargeted work merge in queue order.
+    let plain = submit(&client, &spec("t", json!({}), json!({"priority": 1}))).await;
+    let targeted = submit(
+        &client,
+        &spec(
+            "t",
+            json!({"executornames": ["e1", "e2"]}),
+            json!({"priority": 2}),
+        ),
+    )
+    .await;
+    assert_eq!(assign(&client, "e1", 10).await, vec![targeted, plain]);
+}
+
+#[tokio::test]
+async fn higher_priority_first_then_oldest_first() {
+    let (_db, client) = setup("assign_priority").await;
+    add_executor(&client, "e", "t", Some("L")).await;
+    let mut ids = Vec::new();
+    for (priority, location) in [
+        (1, None),
+        (5, Some("L")),
+        (3, None),
+        (5, None),
+        (-2, Some("L")),
+    ] {
+        let conditions = match location {
+            Some(l) => json!({"locationname": l}),
+            None => json!({}),
+        };
+        ids.push(
+            submit(
+                &client,
+                &spec("t", conditions, json!({"priority": priority})),
+            )
+            .await,
+        );
+    }
+    // Across both arms (located and location-less): 5 (older), 5, 3, then the batch 1, -2.
+    assert_eq!(assign(&client, "e", 1).await, vec![ids[1]]);
+    assert_eq!(assign(&client, "e", 1).await, vec![ids[3]]);
+    assert_eq!(assign(&client, "e", 1).await, vec![ids[2]]);
+    assert_eq!(assign(&client, "e", 5).await, vec![ids[0], ids[4]]);
+}
+
+#[tokio::test]
+async fn strict_mode_starts_processes_in_exact_priority_order_under_four_assigners() {
+    let (db, client) = setup("assign_strict").await;
+    client
+        .execute("SELECT colony_assign.set_strict('c', true)", &[])
+        .await
+        .unwrap();
+    for i in 0..4 {
+        add_executor(&client, &format!("e{i}"), "t", None).await;
+    }
+    // 400 processes with scrambled priorities (a fixed permutation, so failures reproduce).
+    let specs: Vec<_> = (0..400)
+        .map(|i| spec("t", json!({}), json!({"priority": (i * 37) % 101 - 50})))
+        .collect();
+    submit_many(&client, &specs).await;
+
+    let mut workers = Vec::new();
+    for i in 0..4 {
+        let config = db.config();
+        workers.push(tokio::spawn(async move {
+            let (client, _) = e2e::connect_with(&config).await;
+            let executor = format!("e{i}");
+            let mut taken = 0;
+            while !assign(&client, &executor, 1).await.is_empty() {
+                taken += 1;
+            }
+            taken
+        }));
+    }
+    let mut total = 0;
+    for worker in workers {
+        total += worker.await.unwrap();
+    }
+    assert_eq!(total, 400);
+    // In claim order, priorities never go up, and equal priorities go oldest first.
+    let order: Vec<(i32, i64)> = client
+        .query(
+            "SELECT priority, id FROM colony_assign.processes ORDER BY started_at",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    for pair in order.windows(2) {
+        let ((p0, id0), (p1, id1)) = (pair[0], pair[1]);
+        assert!(
+            p0 > p1 || (p0 == p1 && id0 < id1),
+            "claimed out of order: (priority {p0}, id {id0}) before (priority {p1}, id {id1})"
+        );
+    }
+}
+
+#[tokio::test]
+async fn paused_colony_assigns_nothing_until_resumed() {
+    let (_db, client) = setup("assign_paused").await;
+    add_executor(&client, "e", "t", None).await;
+    let id = submit(&client, &spec("t", json!({}), json!({}))).await;
+    client
+        .execute("SELECT colony_assign.pause('c')", &[])
+        .await
+        .unwrap();
+    assert!(
+        assign(&client, "e", 1).await.is_empty(),
+        "empty, not an error, while paused"
+    );
+    client
+        .execute("SELECT colony_assign.resume('c')", &[])
+        .await
+        .unwrap();
+    assert_eq!(assign(&client, "e", 1).await, vec![id]);
+}

@@ -1,0 +1,248 @@
+//! Keyed, coalesced NOTIFY: the right channels, the right counts, only after COMMIT.
+
+use super::{add_executor, assign, setup, submit};
+use colony_proto::Key;
+use e2e::spec;
+use serde_json::json;
+use tokio_postgres::Client;
+
+fn location(l: &str) -> String {
+    Key::Location {
+        colony: "c",
+        executor_type: "t",
+        location: l,
+    }
+    .channel()
+}
+fn broadcast() -> String {
+    Key::Broadcast {
+        colony: "c",
+        executor_type: "t",
+    }
+    .channel()
+}
+fn name(e: &str) -> String {
+    Key::Name {
+        colony: "c",
+        executor_type: "t",
+        executor: e,
+    }
+    .channel()
+}
+
+/// The SQL channel() function and colony-proto agree, so clients may use either.
+#[tokio::test]
+async fn sql_and_rust_derive_the_same_channels() {
+    let (_db, client) = setup("notify_derivation").await;
+    let row = client
+        .query_one(
+            "SELECT colony_assign.channel('c', 't', 'A'), colony_assign.channel('c', 't', NULL)",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), location("A"));
+    assert_eq!(row.get::<_, String>(1), broadcast());
+    add_executor(&client, "e", "t", Some("A")).await;
+    let channels: Vec<String> = client
+        .query("SELECT colony_assign.channels('c', 'e')", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(channels, vec![location("A"), broadcast(), name("e")]);
+}
+
+#[tokio::test]
+async fn each_process_notifies_exactly_its_key_after_commit() {
+    let (db, client) = setup("notify_keys").await;
+    let mut listener = db
+        .listener(&[
+            location("A"),
+            location("B"),
+            broadcast(),
+            name("e1"),
+            name("e2"),
+            name("e3"),
+        ])
+        .await;
+
+    submit(&client, &spec("t", json!({"locationname": "A"}), json!({}))).await;
+    assert_eq!(
+        listener.drain(&client).await,
+        vec![(location("A"), "1".into())]
+    );
+
+    submit(&client, &spec("t", json!({}), json!({}))).await;
+    assert_eq!(
+        listener.drain(&client).await,
+        vec![(broadcast(), "1".into())]
+    );
+
+    submit(
+        &client,
+        &spec(
+            "t",
+            json!({"executornames": ["e1", "e2"], "locationname": "A"}),
+            json!({}),
+        ),
+    )
+    .await;
+    let mut got = listener.drain(&client).await;
+    got.sort();
+    let mut want = vec![(name("e1"), "1".to_owned()), (name("e2"), "1".to_owned())];
+    want.sort();
+    assert_eq!(got, want, "named processes wake only the named executors");
+}
+
+#[tokio::test]
+async fn one_notification_per_key_per_transaction_sent_at_commit() {
+    let (db, client) = setup("notify_commit").await;
+    let mut listener = db.listener(&[location("A"), broadcast()]).await;
+    let mut tx_client = db.client().await;
+    let tx = tx_client.transaction().await.unwrap();
+    for _ in 0..3 {
+        tx.query_one(
+            "SELECT colony_assign.submit('c', $1)",
+            &[&spec("t", json!({"locationname": "A"}), json!({}))],
+        )
+        .await
+        .unwrap();
+    }
+    // Nothing is delivered while the transaction is open (the drain's marker commits first).
+    assert_eq!(listener.drain(&client).await, vec![]);
+    tx.commit().await.unwrap();
+    assert_eq!(
+        listener.drain(&client).await,
+        vec![(location("A"), "3".into())]
+    );
+}
+
+#[tokio::test]
+async fn nothing_is_sent_on_rollback_or_for_a_rolled_back_savepoint() {
+    let (db, client) = setup("notify_rollback").await;
+    let mut listener = db.listener(&[broadcast()]).await;
+    let work = spec("t", json!({}), json!({}));
+
+    let mut tx_client = db.client().await;
+    let tx = tx_client.transaction().await.unwrap();
+    tx.query_one("SELECT colony_assign.submit('c', $1)", &[&work])
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(listener.drain(&client).await, vec![]);
+
+    let mut tx = tx_client.transaction().await.unwrap();
+    tx.query_one("SELECT colony_assign.submit('c', $1)", &[&work])
+        .await
+        .unwrap();
+    let sp = tx.savepoint("dropped").await.unwrap();
+    sp.query_one("SELECT colony_assign.submit('c', $1)", &[&work])
+        .await
+        .unwrap();
+    sp.query_one("SELECT colony_assign.submit('c', $1)", &[&work])
+        .await
+        .unwrap();
+    sp.rollback().await.unwrap();
+    let sp = tx.savepoint("kept").await.unwrap();
+    sp.query_one("SELECT colony_assign.submit('c', $1)", &[&work])
+        .await
+        .unwrap();
+    sp.commit().await.unwrap();
+    tx.commit().await.unwrap();
+    // 1 before the savepoints + 1 from the released one; the rolled-back two are not counted.
+    assert_eq!(
+        listener.drain(&client).await,
+        vec![(broadcast(), "2".into())]
+    );
+}
+
+#[tokio::test]
+async fn submit_many_of_1000_over_3_keys_sends_exactly_3_notifications() {
+    let (db, client) = setup("notify_coalesce").await;
+    let mut listener = db
+        .listener(&[location("A"), location("B"), broadcast()])
+        .await;
+    let specs: Vec<_> = (0..1000)
+        .map(|i| match i % 10 {
+            0..=4 => spec("t", json!({"locationname": "A"}), json!({})),
+            5..=7 => spec("t", json!({"locationname": "B"}), json!({})),
+            _ => spec("t", json!({}), json!({})),
+        })
+        .collect();
+    client
+        .query(
+            "SELECT colony_assign.submit_many('c', $1)",
+            &[&serde_json::Value::Array(specs)],
+        )
+        .await
+        .unwrap();
+    let mut got = listener.drain(&client).await;
+    got.sort();
+    let mut want = vec![
+        (location("A"), "500".to_owned()),
+        (location("B"), "300".to_owned()),
+        (broadcast(), "200".to_owned()),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+}
+
+async fn running_process(client: &Client, executor: &str, extra: serde_json::Value) -> i64 {
+    let id = submit(client, &spec("t", json!({"locationname": "A"}), extra)).await;
+    assert_eq!(assign(client, executor, 1).await, vec![id]);
+    id
+}
+
+#[tokio::test]
+async fn every_path_that_makes_work_assignable_notifies() {
+    let (db, client) = setup("notify_requeue").await;
+    add_executor(&client, "e", "t", Some("A")).await;
+    let mut listener = db.listener(&[location("A")]).await;
+
+    // reap(): an execution timeout requeues (deadline moved into the past instead of waiting).
+    let id = running_process(&client, "e", json!({"maxexectime": 60, "maxretries": 1})).await;
+    listener.drain(&client).await;
+    client
+        .execute("UPDATE colony_assign.processes SET exec_deadline = now() - interval '1 s' WHERE id = $1", &[&id])
+        .await
+        .unwrap();
+    let row = client
+        .query_one("SELECT * FROM colony_assign.reap()", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>("requeued"), 1);
+    assert_eq!(
+        listener.drain(&client).await,
+        vec![(location("A"), "1".into())]
+    );
+
+    // remove_executor(): its running processes come back at once.
+    assert_eq!(assign(&client, "e", 1).await, vec![id]);
+    listener.drain(&client).await;
+    client
+        .execute("SELECT colony_assign.remove_executor('c', 'e')", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        listener.drain(&client).await,
+        vec![(location("A"), "1".into())]
+    );
+
+    // resume(): every key with waiting work.
+    client
+        .execute("SELECT colony_assign.pause('c')", &[])
+        .await
+        .unwrap();
+    submit(&client, &spec("t", json!({"locationname": "A"}), json!({}))).await;
+    listener.drain(&client).await;
+    client
+        .execute("SELECT colony_assign.resume('c')", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        listener.drain(&client).await,
+        vec![(location("A"), "2".into())]
+    );
+}

@@ -40,7 +40,7 @@ BEGIN
         WHERE p.colony = _wake_colony.colony AND p.state = 0 AND p.pending_parents = 0
         GROUP BY p.executor_type, p.location, p.executor_names
     LOOP
-        PERFORM colony_assign._wake(colony, key.executor_type, key.location, key.executor_names, key.n);
+        PERFORM colony_assign._wake_group(colony, key.executor_type, key.location, key.executor_names, key.n);
         total := total + key.n;
     END LOOP;
     RETURN total;

@@ -41,7 +41,7 @@ BEGIN
         FROM back b GROUP BY b.executor_type, b.location, b.executor_names
     )
     SELECT coalesce(sum(k.n), 0) INTO requeued FROM keys k
-    WHERE colony_assign._wake(colony, k.executor_type, k.location, k.executor_names, k.n) >= 0;
+    WHERE colony_assign._wake_group(colony, k.executor_type, k.location, k.executor_names, k.n) >= 0;
     RETURN requeued;
 END
 $$;

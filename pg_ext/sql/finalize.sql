@@ -4,7 +4,7 @@
 -- needs them (PostgreSQL grants EXECUTE to PUBLIC by default, so that is revoked first):
 --   colony_assign_executor     assign, close, fail and what an executor inspects
 --   colony_assign_submitter    submit, cancel and inspection
---   colony_assign_coordinator  both of the above (what the HTTP coordinator needs)
+--   colony_assign_coordinator  both of the above, plus token checks, release and catch-up
 --   colony_assign_admin        everything, including colonies, executors and reap()
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA colony_assign FROM PUBLIC;
@@ -13,8 +13,8 @@ GRANT USAGE ON SCHEMA colony_assign
 
 GRANT EXECUTE ON FUNCTION
     colony_assign.assign(text, text, integer),
-    colony_assign.close(bigint, text, jsonb),
-    colony_assign.fail(bigint, text, text[]),
+    colony_assign.close(bigint, text, jsonb, text),
+    colony_assign.fail(bigint, text, text[], text),
     colony_assign.channels(text, text),
     colony_assign.channel(text, text, text),
     colony_assign.process(bigint)
@@ -28,6 +28,12 @@ GRANT EXECUTE ON FUNCTION
     colony_assign.process(bigint),
     colony_assign.stats(text)
 TO colony_assign_submitter;
+
+GRANT EXECUTE ON FUNCTION
+    colony_assign.authenticate(text),
+    colony_assign.release(text, text, bigint[]),
+    colony_assign.backlog(text[], text[], text[], text[], integer)
+TO colony_assign_coordinator;
 
 GRANT EXECUTE ON FUNCTION
     colony_assign.add_colony(text),
@@ -58,10 +64,16 @@ COMMENT ON FUNCTION colony_assign.submit_many(text, jsonb) IS
     'Submits a JSON array of specs in one transaction (all or none); returns ids in input order; one NOTIFY per distinct key. Errors as submit(), messages prefixed with spec[i]; 54000 over 100000 specs.';
 COMMENT ON FUNCTION colony_assign.assign(text, text, integer) IS
     'Claims up to max_count processes the executor may run (type, names, location; priority then age) with FOR UPDATE SKIP LOCKED, marks them RUNNING with deadlines and the executor alive. Empty when nothing is assignable or the colony is paused. Strict colonies serialize claims per type for exact order. Errors: 22023 max_count outside 1..1000, P0002 unknown colony or executor.';
-COMMENT ON FUNCTION colony_assign.close(bigint, text, jsonb) IS
-    'Marks a RUNNING process SUCCESS with its output; only its assigned executor may. Errors: P0002 unknown process, 55000 not running (e.g. closed twice), 42501 assigned to another executor, 54000 output over 256 KiB.';
-COMMENT ON FUNCTION colony_assign.fail(bigint, text, text[]) IS
+COMMENT ON FUNCTION colony_assign.close(bigint, text, jsonb, text) IS
+    'Marks a RUNNING process SUCCESS with its output; only its assigned executor may (of the given colony, when one is given: executor names are unique per colony). Errors: P0002 unknown process, 55000 not running (e.g. closed twice), 42501 assigned to another executor or in another colony, 54000 output over 256 KiB.';
+COMMENT ON FUNCTION colony_assign.fail(bigint, text, text[], text) IS
     'Marks a RUNNING process FAILED with errors; only its assigned executor may. Errors as close().';
+COMMENT ON FUNCTION colony_assign.authenticate(text) IS
+    'The executor (colony, name, type, location) a bearer token belongs to; no row for an unknown token.';
+COMMENT ON FUNCTION colony_assign.release(text, text, bigint[]) IS
+    'Puts processes claimed by an executor back to WAITING (no retry counted) and notifies them: for a long-poll response that could not be delivered.';
+COMMENT ON FUNCTION colony_assign.backlog(text[], text[], text[], text[], integer) IS
+    'Catch-up check: per wake-up key (parallel arrays), how many processes are assignable now, capped. Keys without work and keys of paused colonies are left out.';
 COMMENT ON FUNCTION colony_assign.cancel(bigint) IS
     'Cancels a WAITING or RUNNING process. Errors: P0002 unknown process, 55000 already ended.';
 COMMENT ON FUNCTION colony_assign.pause(text) IS
@@ -103,7 +115,8 @@ COMMENT ON FUNCTION colony_assign._executor(text, text) IS 'Internal: the execut
 COMMENT ON FUNCTION colony_assign._requeue_running(text, text) IS 'Internal: puts an executor''s RUNNING processes back to WAITING and notifies them.';
 COMMENT ON FUNCTION colony_assign._public(colony_assign.processes) IS 'Internal: a stored process in its public shape.';
 COMMENT ON FUNCTION colony_assign._state_name(integer) IS 'Internal: name of a state.';
-COMMENT ON FUNCTION colony_assign._explain_not_running(bigint, text) IS 'Internal: raises why a close/fail matched no row.';
+COMMENT ON FUNCTION colony_assign._wake_group(text, text, text, text[], bigint) IS 'Internal: notifies the key(s) of a group of processes; named ones only wake executors that could take them.';
+COMMENT ON FUNCTION colony_assign._explain_not_running(bigint, text, text) IS 'Internal: raises why a close/fail matched no row.';
 COMMENT ON FUNCTION colony_assign._touch(text, text) IS 'Internal: refreshes executor liveness (at most once a second).';
 COMMENT ON FUNCTION colony_assign._submit(text, jsonb, boolean) IS 'Internal: validates, inserts and notifies standalone specs.';
 COMMENT ON FUNCTION colony_assign._strict_lock(text, text) IS 'Internal: strict mode''s per (colony, type) transaction lock.';

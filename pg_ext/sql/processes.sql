@@ -21,8 +21,9 @@ CREATE FUNCTION colony_assign._state_name(state integer) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN (ARRAY['WAITING', 'RUNNING', 'SUCCESS', 'FAILED', 'CANCELLED'])[state + 1];
 
--- Raises the error that explains why a close/fail by `executor` matched no row.
-CREATE FUNCTION colony_assign._explain_not_running(process_id bigint, executor text) RETURNS void
+-- Raises the error that explains why a close/fail by `executor` (of `colony`, when given)
+-- matched no row.
+CREATE FUNCTION colony_assign._explain_not_running(process_id bigint, executor text, colony text) RETURNS void
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -32,6 +33,8 @@ BEGIN
     SELECT * INTO p FROM colony_assign.processes WHERE id = process_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'unknown process %', process_id USING ERRCODE = 'P0002';
+    ELSIF colony IS NOT NULL AND p.colony <> colony THEN
+        RAISE EXCEPTION 'process % belongs to another colony', process_id USING ERRCODE = '42501';
     ELSIF p.state <> 1 THEN
         RAISE EXCEPTION 'process % is not running (it is %)', process_id, colony_assign._state_name(p.state)
             USING ERRCODE = '55000';
@@ -51,6 +54,23 @@ BEGIN ATOMIC
     UPDATE colony_assign.executors e SET last_seen = now()
     WHERE e.colony = _touch.colony AND e.name = _touch.executor
       AND e.last_seen < now() - interval '1 second';
+END;
+
+-- Wakes a group of n processes sharing (colony, type, location, names). For targeted processes
+-- only registered executors of the type whose location fits are woken, so a wake never goes
+-- to a named executor that could not take the work. Returns the number of channels notified.
+CREATE FUNCTION colony_assign._wake_group(colony text, executor_type text, location text,
+                                          executor_names text[], n bigint) RETURNS integer
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT colony_assign._wake(_wake_group.colony, _wake_group.executor_type, _wake_group.location,
+        CASE WHEN _wake_group.executor_names IS NOT NULL THEN ARRAY(
+            SELECT e.name FROM colony_assign.executors e
+            WHERE e.colony = _wake_group.colony AND e.name = ANY (_wake_group.executor_names)
+              AND e.executor_type = _wake_group.executor_type
+              AND (_wake_group.location IS NULL OR e.location = _wake_group.location)) END,
+        _wake_group.n);
 END;
 
 -- Validates and inserts standalone specs (a JSON array) in one transaction, notifies their
@@ -125,7 +145,7 @@ BEGIN
     )
     -- Ids come from one sequence in input order, so sorting by id restores input order.
     SELECT (SELECT array_agg(id ORDER BY id) FROM inserted),
-           (SELECT sum(colony_assign._wake(colony, k.executor_type, k.location, k.executor_names, k.n)) FROM keys k)
+           (SELECT sum(colony_assign._wake_group(colony, k.executor_type, k.location, k.executor_names, k.n)) FROM keys k)
     INTO ids, channels;
     RETURN coalesce(ids, '{}');
 END
@@ -149,7 +169,8 @@ BEGIN ATOMIC
     SELECT unnest(colony_assign._submit(submit_many.colony, submit_many.specs, false));
 END;
 
-CREATE FUNCTION colony_assign.close(process_id bigint, executor text, output jsonb DEFAULT NULL) RETURNS void
+CREATE FUNCTION colony_assign.close(process_id bigint, executor text, output jsonb DEFAULT NULL,
+                                    colony text DEFAULT NULL) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -163,15 +184,17 @@ BEGIN
     UPDATE colony_assign.processes p
     SET state = 2, output = close.output, ended_at = now(), exec_deadline = NULL
     WHERE p.id = process_id AND p.state = 1 AND p.assigned_executor = executor
+      AND (close.colony IS NULL OR p.colony = close.colony)
     RETURNING p.colony INTO closed_colony;
     IF NOT FOUND THEN
-        PERFORM colony_assign._explain_not_running(process_id, executor);
+        PERFORM colony_assign._explain_not_running(process_id, executor, colony);
     END IF;
     PERFORM colony_assign._touch(closed_colony, executor);
 END
 $$;
 
-CREATE FUNCTION colony_assign.fail(process_id bigint, executor text, errors text[]) RETURNS void
+CREATE FUNCTION colony_assign.fail(process_id bigint, executor text, errors text[],
+                                   colony text DEFAULT NULL) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -185,9 +208,10 @@ BEGIN
     UPDATE colony_assign.processes p
     SET state = 3, errors = coalesce(fail.errors, '{}'), ended_at = now(), exec_deadline = NULL
     WHERE p.id = process_id AND p.state = 1 AND p.assigned_executor = executor
+      AND (fail.colony IS NULL OR p.colony = fail.colony)
     RETURNING p.colony INTO failed_colony;
     IF NOT FOUND THEN
-        PERFORM colony_assign._explain_not_running(process_id, executor);
+        PERFORM colony_assign._explain_not_running(process_id, executor, colony);
     END IF;
     PERFORM colony_assign._touch(failed_colony, executor);
 END

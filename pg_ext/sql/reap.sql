@@ -52,7 +52,7 @@ BEGIN
     )
     SELECT (SELECT count(*) FROM handled h WHERE h.state = 0),
            (SELECT count(*) FROM handled h WHERE h.state = 3),
-           (SELECT sum(colony_assign._wake(k.colony, k.executor_type, k.location, k.executor_names, k.n))
+           (SELECT sum(colony_assign._wake_group(k.colony, k.executor_type, k.location, k.executor_names, k.n))
             FROM keys k)
     INTO requeued, failed, channels;
 

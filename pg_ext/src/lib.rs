@@ -16,43 +16,30 @@ mod notify;
 ::pgrx::pg_module_magic!();
 
 // Tables, the public composite type and indexes come first; the SQL functions reference the Rust
-// functions (`_wake`, `channel`, ...), so they are created after those.
+// functions (`_wake`, `channel`, ...), so they are created after those; grants and comments last.
 pgrx::extension_sql_file!("../sql/bootstrap.sql", bootstrap);
-pgrx::extension_sql_file!(
-    "../sql/validate.sql",
-    name = "validate",
-    requires = ["bootstrap"]
-);
-pgrx::extension_sql_file!(
-    "../sql/colonies.sql",
-    name = "colonies",
-    requires = ["validate", notify::_wake]
-);
-pgrx::extension_sql_file!(
-    "../sql/executors.sql",
-    name = "executors",
-    requires = ["validate", notify::_wake, channel::_executor_channels]
-);
+pgrx::extension_sql_file!("../sql/validate.sql", requires = ["bootstrap"]);
 pgrx::extension_sql_file!(
     "../sql/processes.sql",
-    name = "processes",
     requires = ["validate", notify::_wake]
 );
+pgrx::extension_sql_file!("../sql/colonies.sql", requires = ["processes"]);
 pgrx::extension_sql_file!(
-    "../sql/assign.sql",
-    name = "assign",
-    requires = ["processes"]
+    "../sql/executors.sql",
+    requires = ["colonies", channel::_executor_channels]
 );
-pgrx::extension_sql_file!("../sql/reap.sql", name = "reap", requires = ["processes"]);
+pgrx::extension_sql_file!("../sql/assign.sql", requires = ["processes"]);
+pgrx::extension_sql_file!("../sql/reap.sql", requires = ["processes"]);
+pgrx::extension_sql_file!("../sql/coordinator.sql", requires = ["processes"]);
 pgrx::extension_sql_file!(
     "../sql/finalize.sql",
     finalize,
     requires = [
         "colonies",
         "executors",
-        "processes",
         "assign",
         "reap",
+        "coordinator",
         channel::channel
     ]
 );

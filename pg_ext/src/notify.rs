@@ -41,9 +41,10 @@ pub fn init() {
 }
 
 /// Records that `n` processes with these conditions became assignable in this transaction.
-/// Name-targeted processes wake each named executor's key; otherwise the location key, or the
-/// broadcast key for location-less processes (DESIGN.md, Notifications). Returns how many
-/// channels it queued a count for, so SQL can aggregate over calls.
+/// Name-targeted processes (`executor_names` not NULL) wake each listed executor's key;
+/// otherwise the location key, or the broadcast key for location-less processes (DESIGN.md,
+/// Notifications). SQL callers go through `_wake_group`, which narrows the names to executors
+/// that could take the work. Returns how many channels it queued a count for.
 #[pg_extern(volatile, parallel_unsafe)]
 fn _wake(
     colony: &str,
@@ -55,14 +56,10 @@ fn _wake(
     if n <= 0 {
         return 0;
     }
-    let names: Vec<String> = executor_names
-        .unwrap_or_default()
-        .into_iter()
-        .flatten()
-        .collect();
-    let mut channels = Vec::with_capacity(names.len().max(1));
-    if names.is_empty() {
-        channels.push(
+    let mut channels = Vec::new();
+    match executor_names {
+        // Untargeted: the location key, or the broadcast key when location-less.
+        None => channels.push(
             match location.filter(|l| !l.is_empty()) {
                 Some(location) => Key::Location {
                     colony,
@@ -75,17 +72,20 @@ fn _wake(
                 },
             }
             .channel(),
-        );
-    } else {
-        for executor in &names {
-            channels.push(
-                Key::Name {
-                    colony,
-                    executor_type,
-                    executor,
-                }
-                .channel(),
-            );
+        ),
+        // Targeted: only the named executors' keys (possibly none: nobody who could take it
+        // is registered yet, and an executor assigns before it waits anyway).
+        Some(names) => {
+            for executor in names.iter().flatten() {
+                channels.push(
+                    Key::Name {
+                        colony,
+                        executor_type,
+                        executor,
+                    }
+                    .channel(),
+                );
+            }
         }
     }
     // SAFETY: a plain read of the transaction state.

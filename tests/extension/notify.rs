@@ -80,20 +80,40 @@ async fn each_process_notifies_exactly_its_key_after_commit() {
         vec![(broadcast(), "1".into())]
     );
 
+    // Named processes wake only named executors that could take them: registered, of the
+    // type, and at the process's location when it has one.
+    add_executor(&client, "e1", "t", Some("A")).await;
+    add_executor(&client, "e2", "t", Some("B")).await;
+    add_executor(&client, "e3", "t", None).await;
+    let all = json!(["e1", "e2", "e3", "not_registered"]);
     submit(
         &client,
         &spec(
             "t",
-            json!({"executornames": ["e1", "e2"], "locationname": "A"}),
+            json!({"executornames": all, "locationname": "A"}),
             json!({}),
         ),
     )
     .await;
+    assert_eq!(
+        listener.drain(&client).await,
+        vec![(name("e1"), "1".into())]
+    );
+
+    submit(
+        &client,
+        &spec("t", json!({"executornames": all}), json!({})),
+    )
+    .await;
     let mut got = listener.drain(&client).await;
     got.sort();
-    let mut want = vec![(name("e1"), "1".to_owned()), (name("e2"), "1".to_owned())];
+    let mut want = vec![
+        (name("e1"), "1".to_owned()),
+        (name("e2"), "1".to_owned()),
+        (name("e3"), "1".to_owned()),
+    ];
     want.sort();
-    assert_eq!(got, want, "named processes wake only the named executors");
+    assert_eq!(got, want);
 }
 
 #[tokio::test]

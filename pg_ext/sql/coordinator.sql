@@ -1,0 +1,80 @@
+-- Functions for the HTTP coordinator (granted to colony_assign_coordinator): authenticating
+-- bearer tokens, giving back claims that never reached their executor, and the catch-up check
+-- that bounds how long a lost notification can delay a parked executor.
+
+-- The executor a bearer token belongs to; no row for an unknown token. Only the SHA-256 of a
+-- token is stored, so the lookup hashes the presented token the same way.
+CREATE FUNCTION colony_assign.authenticate(token text,
+    OUT colony text, OUT executor text, OUT executor_type text, OUT location text)
+RETURNS SETOF record
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT e.colony, e.name, e.executor_type, e.location
+    FROM colony_assign.executors e
+    WHERE e.token_hash = sha256(convert_to(authenticate.token, 'UTF8'));
+END;
+
+-- Puts processes claimed by `executor` back to WAITING (no retry counted) and notifies their
+-- keys: for a long-poll whose response could not be delivered. Returns how many went back.
+CREATE FUNCTION colony_assign.release(colony text, executor text, process_ids bigint[]) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    released bigint;
+BEGIN
+    WITH back AS (
+        UPDATE colony_assign.processes p
+        SET state = 0, assigned_executor = NULL, started_at = NULL, exec_deadline = NULL
+        WHERE p.id = ANY(process_ids) AND p.colony = release.colony
+          AND p.assigned_executor = release.executor AND p.state = 1
+        RETURNING p.executor_type, p.location, p.executor_names
+    ), keys AS (
+        SELECT b.executor_type, b.location, b.executor_names, count(*) AS n
+        FROM back b GROUP BY b.executor_type, b.location, b.executor_names
+    )
+    SELECT coalesce(sum(k.n), 0) INTO released FROM keys k
+    WHERE colony_assign._wake_group(colony, k.executor_type, k.location, k.executor_names, k.n) >= 0;
+    RETURN released;
+END
+$$;
+
+-- Catch-up: for each key (parallel arrays, one entry per key), how many processes are
+-- assignable right now, capped at `cap` (callers only need min(waiting, parked waiters)).
+-- executors[i] NULL: the untargeted key of (colonies[i], executor_types[i], locations[i]),
+-- a NULL location being the broadcast key. executors[i] set: that executor's name key, with
+-- locations[i] its location. Paused colonies have nothing assignable.
+CREATE FUNCTION colony_assign.backlog(colonies text[], executor_types text[], locations text[],
+                                      executors text[], cap integer DEFAULT 1000)
+RETURNS TABLE (key_index integer, waiting integer)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT k.i::integer, counted.n::integer
+    FROM unnest(backlog.colonies, backlog.executor_types, backlog.locations, backlog.executors)
+         WITH ORDINALITY AS k(colony, executor_type, location, executor, i)
+    JOIN colony_assign.colonies c ON c.name = k.colony AND NOT c.paused
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS n FROM (
+            SELECT 1 FROM colony_assign.processes p
+            WHERE k.executor IS NULL AND k.location IS NOT NULL
+              AND p.state = 0 AND p.pending_parents = 0 AND p.executor_names IS NULL
+              AND p.colony = k.colony AND p.executor_type = k.executor_type AND p.location = k.location
+            UNION ALL
+            SELECT 1 FROM colony_assign.processes p
+            WHERE k.executor IS NULL AND k.location IS NULL
+              AND p.state = 0 AND p.pending_parents = 0 AND p.executor_names IS NULL
+              AND p.colony = k.colony AND p.executor_type = k.executor_type AND p.location IS NULL
+            UNION ALL
+            SELECT 1 FROM colony_assign.processes p
+            WHERE k.executor IS NOT NULL
+              AND p.state = 0 AND p.pending_parents = 0 AND p.executor_names IS NOT NULL
+              AND p.executor_names @> ARRAY[k.executor]
+              AND p.colony = k.colony AND p.executor_type = k.executor_type
+              AND (p.location IS NULL OR p.location = k.location)
+            LIMIT backlog.cap
+        ) AS assignable
+    ) AS counted
+    WHERE counted.n > 0;
+END;

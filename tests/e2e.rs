@@ -1,3 +1,4 @@
 //! End-to-end tests. Each module owns its databases; see lib.rs for the harness.
 
+mod coordinator;
 mod extension;

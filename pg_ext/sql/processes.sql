@@ -245,7 +245,8 @@ AS $$
 DECLARE
     result colony_assign.process;
 BEGIN
-    SELECT colony_assign._public(p) INTO result FROM colony_assign.processes p WHERE p.id = process_id;
+    -- Expanded with .*: INTO a row variable assigns column by column.
+    SELECT (colony_assign._public(p)).* INTO result FROM colony_assign.processes p WHERE p.id = process_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'unknown process %', process_id USING ERRCODE = 'P0002';
     END IF;

@@ -264,6 +264,54 @@ async fn strict_mode_starts_processes_in_exact_priority_order_under_four_assigne
 }
 
 #[tokio::test]
+async fn process_shows_the_whole_lifecycle() {
+    let (_db, client) = setup("process_lifecycle").await;
+    add_executor(&client, "e", "t", Some("L")).await;
+    let submitted = spec(
+        "t",
+        json!({"locationname": "L"}),
+        json!({"args": [1, "two"], "label": "x", "priority": 7}),
+    );
+    let id = submit(&client, &submitted).await;
+    let row = client
+        .query_one("SELECT state, spec, location, priority, label, assigned_executor FROM colony_assign.process($1)", &[&id])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>("state"), 0);
+    assert_eq!(
+        row.get::<_, serde_json::Value>("spec"),
+        submitted,
+        "spec exactly as submitted"
+    );
+    assert_eq!(
+        row.get::<_, Option<String>>("location").as_deref(),
+        Some("L")
+    );
+    assert_eq!(row.get::<_, i32>("priority"), 7);
+    assert_eq!(row.get::<_, Option<String>>("label").as_deref(), Some("x"));
+    assert_eq!(row.get::<_, Option<String>>("assigned_executor"), None);
+    assert_eq!(assign(&client, "e", 1).await, vec![id]);
+    client
+        .execute(
+            "SELECT colony_assign.close($1, 'e', '{\"answer\": 42}')",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    let row = client
+        .query_one(
+            "SELECT state, output, assigned_executor, started_at <= ended_at FROM colony_assign.process($1)",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), 2);
+    assert_eq!(row.get::<_, serde_json::Value>(1), json!({"answer": 42}));
+    assert_eq!(row.get::<_, Option<String>>(2).as_deref(), Some("e"));
+    assert!(row.get::<_, bool>(3));
+}
+
+#[tokio::test]
 async fn paused_colony_assigns_nothing_until_resumed() {
     let (_db, client) = setup("assign_paused").await;
     add_executor(&client, "e", "t", None).await;

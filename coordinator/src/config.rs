@@ -1,0 +1,96 @@
+//! Configuration: every setting is a flag and an environment variable (`COLONY_*`).
+
+use clap::Parser;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "colony-coordinator", version, about)]
+pub struct Config {
+    /// PostgreSQL connection string (URL or key=value) of the database with the colony_assign
+    /// extension. The LISTEN connection uses it too, so it must not go through a
+    /// transaction-pooling PgBouncer (LISTEN does not survive transaction pooling).
+    #[arg(long, env = "COLONY_DATABASE_URL")]
+    pub database_url: String,
+
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "COLONY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Name of this replica in logs and metrics (defaults to the listen address).
+    #[arg(long, env = "COLONY_REPLICA")]
+    pub replica: Option<String>,
+
+    /// Query connections (assign, close, submit, ...). Parked long-polls hold none, so this
+    /// stays small however many executors wait; it bounds concurrent database calls.
+    #[arg(long, env = "COLONY_POOL_SIZE", default_value_t = 16)]
+    pub pool_size: usize,
+
+    /// How long a request waits for a free query connection, or a new one to open, before it
+    /// fails with 503. Keeps requests failing fast while the database is unreachable.
+    #[arg(long, env = "COLONY_POOL_TIMEOUT_MS", default_value_t = 2000)]
+    pub pool_timeout_ms: u64,
+
+    /// Longest long-poll a client may ask for (`?timeout=` in seconds, 0..=this). Keep it below
+    /// the idle timeout of any proxy in front of the coordinator.
+    #[arg(long, env = "COLONY_MAX_TIMEOUT_S", default_value_t = 60)]
+    pub max_timeout_s: u64,
+
+    /// Long-poll timeout used when a request gives none, in seconds.
+    #[arg(long, env = "COLONY_DEFAULT_TIMEOUT_S", default_value_t = 30)]
+    pub default_timeout_s: u64,
+
+    /// Largest request body in bytes; larger ones get 413. Specs themselves are limited to
+    /// 256 KiB each by the extension.
+    #[arg(long, env = "COLONY_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// How often the notifier checks, for every key with parked executors, whether work is
+    /// waiting that no notification announced (a notification lost to a reconnect or a race).
+    /// This bounds the extra latency of a lost notification.
+    #[arg(long, env = "COLONY_CATCHUP_INTERVAL_MS", default_value_t = 1000)]
+    pub catchup_interval_ms: u64,
+
+    /// If the LISTEN connection has been silent this long, the notifier pings it; a ping that
+    /// does not answer within the same time counts as a dead connection. Detects a silently
+    /// dropped link within about twice this.
+    #[arg(long, env = "COLONY_LISTEN_PING_MS", default_value_t = 750)]
+    pub listen_ping_ms: u64,
+
+    /// A channel nobody has waited on for this long is UNLISTENed. Long enough that executors
+    /// polling in a loop do not cause a LISTEN/UNLISTEN per poll.
+    #[arg(long, env = "COLONY_UNLISTEN_AFTER_S", default_value_t = 60)]
+    pub unlisten_after_s: u64,
+
+    /// How long an authenticated token is trusted without asking the database again. Removals
+    /// are pushed to every replica at once; this only bounds a missed push.
+    #[arg(long, env = "COLONY_TOKEN_CACHE_S", default_value_t = 60)]
+    pub token_cache_s: u64,
+
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, env = "COLONY_LOG_JSON")]
+    pub log_json: bool,
+}
+
+impl Config {
+    pub fn replica_name(&self) -> String {
+        self.replica
+            .clone()
+            .unwrap_or_else(|| self.listen.to_string())
+    }
+    pub fn pool_timeout(&self) -> Duration {
+        Duration::from_millis(self.pool_timeout_ms)
+    }
+    pub fn catchup_interval(&self) -> Duration {
+        Duration::from_millis(self.catchup_interval_ms.max(10))
+    }
+    pub fn listen_ping(&self) -> Duration {
+        Duration::from_millis(self.listen_ping_ms.max(10))
+    }
+    pub fn unlisten_after(&self) -> Duration {
+        Duration::from_secs(self.unlisten_after_s)
+    }
+    pub fn token_cache(&self) -> Duration {
+        Duration::from_secs(self.token_cache_s)
+    }
+}

@@ -1,0 +1,1 @@
+SELECT to_jsonb(p) FROM colony_assign.process(process_id => $1) AS p

@@ -1,0 +1,66 @@
+//! The coordinator's one error type. How each variant becomes an HTTP status lives in
+//! `http/error.rs`, the only place that decides it.
+
+use tokio_postgres::error::SqlState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Return `401 Unauthorized`: no bearer token, or one no executor has.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// Return `403 Forbidden`: authenticated but not allowed (another colony).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Return `404 Not Found`.
+    #[error("{0}")]
+    NotFound(String),
+    /// Return `400 Bad Request`: malformed JSON, parameters or values.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Return `413 Payload Too Large`.
+    #[error("request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    /// Return `503 Service Unavailable`: the database is unreachable or the pool exhausted.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Return `503 Service Unavailable`: the coordinator is shutting down.
+    #[error("shutting down")]
+    ShuttingDown,
+    /// An error raised by a colony_assign SQL function; the status follows its SQLSTATE
+    /// (22xxx 400, P0002 404, 42501 403, 55000/23505 409, 54000 413, others 500).
+    #[error(transparent)]
+    Database(#[from] tokio_postgres::Error),
+    /// Return `500 Internal Server Error`; the message is logged, not returned.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<deadpool_postgres::PoolError> for Error {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => Error::from_db(e),
+            other => Error::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl Error {
+    /// Connection-level failures (no SQLSTATE, or the server going away) mean the database is
+    /// unavailable; anything with a SQLSTATE is the extension answering.
+    pub fn from_db(e: tokio_postgres::Error) -> Self {
+        match e.code() {
+            None => Error::Unavailable(e.to_string()),
+            Some(code)
+                if *code == SqlState::ADMIN_SHUTDOWN
+                    || *code == SqlState::CRASH_SHUTDOWN
+                    || *code == SqlState::CANNOT_CONNECT_NOW
+                    || code.code().starts_with("08") =>
+            {
+                Error::Unavailable(e.to_string())
+            }
+            Some(_) => Error::Database(e),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,76 @@
+//! The one place that decides HTTP statuses. Every error body is JSON:
+//! `{"error": {"code": "...", "message": "...", "sqlstate": "..."}}` (sqlstate when the
+//! extension raised it).
+
+use crate::error::Error;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+impl Error {
+    fn status(&self) -> StatusCode {
+        match self {
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Unavailable(_) | Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Database(e) => match e.code().map(|c| c.code()) {
+                Some("22023" | "22004" | "22P02" | "22003" | "22001") => StatusCode::BAD_REQUEST,
+                Some("P0002") => StatusCode::NOT_FOUND,
+                Some("42501") => StatusCode::FORBIDDEN,
+                Some("55000" | "23505") => StatusCode::CONFLICT,
+                Some("54000") => StatusCode::PAYLOAD_TOO_LARGE,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(status: StatusCode) -> &'static str {
+        match status {
+            StatusCode::UNAUTHORIZED => "unauthorized",
+            StatusCode::FORBIDDEN => "forbidden",
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::BAD_REQUEST => "bad_request",
+            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            StatusCode::CONFLICT => "conflict",
+            StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+            _ => "internal",
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let (message, sqlstate) = match &self {
+            Error::Database(e) => match e.as_db_error() {
+                Some(db) if status != StatusCode::INTERNAL_SERVER_ERROR => {
+                    (db.message().to_owned(), Some(db.code().code().to_owned()))
+                }
+                _ => ("internal error".to_owned(), None),
+            },
+            // Never leak internals; they are logged instead.
+            Error::Internal(_) => ("internal error".to_owned(), None),
+            other => (other.to_string(), None),
+        };
+        if status.is_server_error() {
+            tracing::error!(error = %self, %status, "request failed");
+        } else {
+            tracing::debug!(error = %self, %status, "request refused");
+        }
+        let mut body = json!({"error": {"code": Error::code(status), "message": message}});
+        if let Some(sqlstate) = sqlstate {
+            body["error"]["sqlstate"] = json!(sqlstate);
+        }
+        let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

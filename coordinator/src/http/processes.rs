@@ -1,0 +1,103 @@
+//! Submitting, inspecting and finishing processes.
+
+use super::AppState;
+use super::extract::{Authed, json_body, only_keys, path_id, path_text};
+use crate::error::{Error, Result};
+use axum::Json;
+use axum::Router;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/colonies/{colony}/processes", post(submit))
+        .route("/v1/processes/{id}", get(process))
+        .route("/v1/processes/{id}/close", post(close))
+        .route("/v1/processes/{id}/fail", post(fail))
+}
+
+/// One spec (object) or many (array, one transaction) → 201 `{"ids": [...]}`.
+async fn submit(
+    State(state): State<AppState>,
+    authed: Authed,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let colony = path_text(path)?;
+    authed.in_colony(&colony)?;
+    let specs = match json_body(body, state.config.max_body_bytes)? {
+        Some(spec @ Value::Object(_)) => Value::Array(vec![spec]),
+        Some(specs @ Value::Array(_)) => specs,
+        _ => {
+            return Err(Error::BadRequest(
+                "the body must be a spec (JSON object) or an array of specs".into(),
+            ));
+        }
+    };
+    let ids = state.db.submit(&colony, &specs).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "ids": ids })).into_response(),
+    )
+        .into_response())
+}
+
+async fn process(
+    State(state): State<AppState>,
+    authed: Authed,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>> {
+    let id = path_id(path)?;
+    let process = state.db.process(id).await?;
+    authed.in_colony(process["colony"].as_str().unwrap_or_default())?;
+    Ok(Json(process))
+}
+
+/// Body (optional) `{"output": <any JSON>}` → 204.
+async fn close(
+    State(state): State<AppState>,
+    authed: Authed,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode> {
+    let id = path_id(path)?;
+    let body = json_body(body, state.config.max_body_bytes)?;
+    if let Some(body) = &body {
+        only_keys(body, &["output"])?;
+    }
+    let output = body.as_ref().and_then(|b| b.get("output"));
+    state.db.close_process(id, &authed.0, output).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body `{"errors": ["...", ...]}` → 204.
+async fn fail(
+    State(state): State<AppState>,
+    authed: Authed,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode> {
+    let id = path_id(path)?;
+    let body = json_body(body, state.config.max_body_bytes)?
+        .ok_or_else(|| Error::BadRequest("the body must be {\"errors\": [\"...\"]}".into()))?;
+    only_keys(&body, &["errors"])?;
+    let errors: Vec<String> = match body.get("errors") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|e| e.as_str().map(str::to_owned))
+            .collect::<Option<_>>()
+            .ok_or_else(|| Error::BadRequest("errors must be an array of strings".into()))?,
+        _ => {
+            return Err(Error::BadRequest(
+                "errors must be an array of strings".into(),
+            ));
+        }
+    };
+    state.db.fail_process(id, &authed.0, &errors).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

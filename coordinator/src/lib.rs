@@ -1,0 +1,59 @@
+//! colony-coordinator: a stateless HTTP front for colony_assign. Any number of replicas may run
+//! against one database; none is a leader. See DESIGN.md and docs/coordinator.md.
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod notifier;
+
+use crate::auth::TokenCache;
+use crate::config::Config;
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::notifier::Notifier;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Runs the coordinator until `shutdown` is cancelled; then answers parked long-polls (204),
+/// finishes in-flight requests, and closes the pool.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
+    // Every parked long-poll is an open socket: lift the soft file limit to the hard one.
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(error = %e, "could not raise the open-file limit");
+    }
+    let metrics = metrics::install();
+    let config = Arc::new(config);
+    let db = Db::new(&config)?;
+    let tokens = Arc::new(TokenCache::new(config.token_cache()));
+    let (notifier, notifier_task) =
+        Notifier::start(config.clone(), db.clone(), tokens.clone(), shutdown.clone());
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| Error::Internal(format!("cannot listen on {}: {e}", config.listen)))?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    // A plain line on stdout for scripts and tests that start us on port 0.
+    println!("colony-coordinator listening on {address}");
+    tracing::info!(%address, replica = %config.replica_name(), "listening");
+
+    let state = http::AppState {
+        config,
+        db: db.clone(),
+        notifier,
+        tokens,
+        metrics,
+        shutdown: shutdown.clone(),
+    };
+    axum::serve(listener, http::app(state))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await
+        .map_err(|e| Error::Internal(format!("server: {e}")))?;
+    let _ = notifier_task.await;
+    db.close();
+    tracing::info!("stopped");
+    Ok(())
+}

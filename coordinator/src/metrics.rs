@@ -1,0 +1,78 @@
+//! Prometheus metrics: names, descriptions and the recorder. Parked-waiter gauges are computed
+//! from the notifier's registry when /metrics is scraped, not updated on every park.
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+pub const NOTIFICATIONS: &str = "colony_notifications_received_total";
+pub const WAKES: &str = "colony_wakes_total";
+pub const WRONG_WAKES: &str = "colony_wrong_wakes_total";
+pub const WAKE_OUTCOMES: &str = "colony_wake_outcomes_total";
+pub const PARKED: &str = "colony_parked_waiters";
+pub const PARKED_BY_KEY: &str = "colony_parked_waiters_by_key";
+pub const LISTENING: &str = "colony_listen_channels";
+pub const LISTENER_CONNECTED: &str = "colony_listener_connected";
+pub const LISTENER_RECONNECTS: &str = "colony_listener_reconnects_total";
+pub const ASSIGN_SECONDS: &str = "colony_assign_seconds";
+pub const LONGPOLLS: &str = "colony_longpolls_total";
+pub const RELEASED: &str = "colony_released_processes_total";
+
+/// Installs the global recorder and describes every metric.
+pub fn install() -> PrometheusHandle {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(ASSIGN_SECONDS.into()),
+            &[
+                0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ],
+        )
+        .expect("bucket list is not empty")
+        .install_recorder()
+        .expect("the metrics recorder is installed once");
+    metrics::describe_counter!(
+        NOTIFICATIONS,
+        "Wake-up notifications received from PostgreSQL, by key kind."
+    );
+    metrics::describe_counter!(
+        WAKES,
+        "Parked long-polls woken, by key kind and cause (notification, catchup, reconnect, handoff)."
+    );
+    metrics::describe_counter!(
+        WRONG_WAKES,
+        "Wakes of an executor that could not take the announced work (wrong colony, type, location or name). Must stay 0."
+    );
+    metrics::describe_counter!(
+        WAKE_OUTCOMES,
+        "What a woken long-poll's assign got: assigned, or lost_race (another executor was faster)."
+    );
+    metrics::describe_gauge!(
+        PARKED,
+        "Long-polls parked on this replica, by the kind of key (each waits on up to 3 keys)."
+    );
+    metrics::describe_gauge!(
+        PARKED_BY_KEY,
+        "Long-polls parked per location or broadcast key (channel name)."
+    );
+    metrics::describe_gauge!(
+        LISTENING,
+        "Channels this replica's LISTEN connection listens on."
+    );
+    metrics::describe_gauge!(LISTENER_CONNECTED, "1 while the LISTEN connection is up.");
+    metrics::describe_counter!(
+        LISTENER_RECONNECTS,
+        "Times the LISTEN connection was re-established."
+    );
+    metrics::describe_histogram!(
+        ASSIGN_SECONDS,
+        metrics::Unit::Seconds,
+        "Duration of one colony_assign.assign() call."
+    );
+    metrics::describe_counter!(
+        LONGPOLLS,
+        "Answered long-polls, by result (assigned, timeout, shutdown, revoked, error)."
+    );
+    metrics::describe_counter!(
+        RELEASED,
+        "Claimed processes given back because their long-poll response could not be delivered."
+    );
+    handle
+}

@@ -1,0 +1,281 @@
+//! Authentication and bad input over HTTP: the right 4xx, a JSON error body, and no change.
+
+use super::{add_executor, setup};
+use e2e::{fingerprint, spec};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+struct Case {
+    method: Method,
+    path: String,
+    token: Option<String>,
+    body: Option<String>,
+    status: u16,
+}
+
+fn case(method: Method, path: &str, token: Option<&str>, body: Option<&str>, status: u16) -> Case {
+    Case {
+        method,
+        path: path.to_owned(),
+        token: token.map(str::to_owned),
+        body: body.map(str::to_owned),
+        status,
+    }
+}
+
+#[tokio::test]
+async fn every_bad_request_gets_a_json_4xx_and_changes_nothing() {
+    let (_db, client, coordinators) =
+        setup("coord_http_errors", 1, &["--max-body-bytes", "20000"]).await;
+    let coordinator = &coordinators[0];
+    let mine = add_executor(&client, "c", "e", "t", None).await;
+    let other = add_executor(&client, "c", "other", "t", None).await;
+    client
+        .execute("SELECT colony_assign.add_colony('d')", &[])
+        .await
+        .unwrap();
+    let foreign = add_executor(&client, "d", "x", "t", None).await;
+    let foreign_process: i64 = client
+        .query_one(
+            "SELECT colony_assign.submit('d', $1)",
+            &[&spec("t", json!({}), json!({}))],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    // A process running under "e", and one that is finished.
+    client
+        .query_one(
+            "SELECT colony_assign.submit('c', $1)",
+            &[&spec("t", json!({}), json!({}))],
+        )
+        .await
+        .unwrap();
+    let running: i64 = client
+        .query_one("SELECT id FROM colony_assign.assign('c', 'e')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    client
+        .query_one(
+            "SELECT colony_assign.submit('c', $1)",
+            &[&spec("t", json!({}), json!({}))],
+        )
+        .await
+        .unwrap();
+    let done: i64 = client
+        .query_one("SELECT id FROM colony_assign.assign('c', 'e')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    client
+        .execute("SELECT colony_assign.close($1, 'e')", &[&done])
+        .await
+        .unwrap();
+
+    let big = format!(
+        "{{\"funcname\": \"{}\", \"conditions\": {{\"executortype\": \"t\"}}}}",
+        "x".repeat(30_000)
+    );
+    let (m, o, f) = (
+        Some(mine.as_str()),
+        Some(other.as_str()),
+        Some(foreign.as_str()),
+    );
+    let submit = "/v1/colonies/c/processes";
+    let cases = [
+        // 401: no token, a bad one, a malformed header.
+        case(
+            Method::POST,
+            "/v1/colonies/c/assign?timeout=0",
+            None,
+            None,
+            401,
+        ),
+        case(
+            Method::POST,
+            "/v1/colonies/c/assign?timeout=0",
+            Some("cat_not_a_token"),
+            None,
+            401,
+        ),
+        case(Method::POST, submit, Some(""), Some("{}"), 401),
+        case(
+            Method::GET,
+            "/v1/colonies/c/stats",
+            Some("cat_not_a_token"),
+            None,
+            401,
+        ),
+        // 403: another colony, another executor's process.
+        case(
+            Method::POST,
+            "/v1/colonies/d/assign?timeout=0",
+            m,
+            None,
+            403,
+        ),
+        case(
+            Method::POST,
+            "/v1/colonies/d/processes",
+            m,
+            Some(r#"{"funcname":"f","conditions":{"executortype":"t"}}"#),
+            403,
+        ),
+        case(Method::GET, "/v1/colonies/d/stats", m, None, 403),
+        case(
+            Method::GET,
+            &format!("/v1/processes/{foreign_process}"),
+            m,
+            None,
+            403,
+        ),
+        case(
+            Method::POST,
+            &format!("/v1/processes/{running}/close"),
+            o,
+            Some("{}"),
+            403,
+        ),
+        case(
+            Method::POST,
+            &format!("/v1/processes/{running}/fail"),
+            f,
+            Some(r#"{"errors":["x"]}"#),
+            403,
+        ),
+        // 400: malformed JSON, invalid specs, bad shapes, bad ids and parameters.
+        case(Method::POST, submit, m, Some("{\"funcname\": "), 400),
+        case(Method::POST, submit, m, Some("not json"), 400),
+        case(Method::POST, submit, m, Some("42"), 400),
+        case(
+            Method::POST,
+            submit,
+            m,
+            Some(r#"{"funcname":"f","conditions":{"executortype":"t"},"bogus":1}"#),
+            400,
+        ),
+        case(
+            Method::POST,
+            submit,
+            m,
+            Some(r#"[{"funcname":"f","conditions":{"executortype":"t"}}, 7]"#),
+            400,
+        ),
+        case(
+            Method::POST,
+            submit,
+            m,
+            Some(r#"{"funcname":"f","priority":"high","conditions":{"executortype":"t"}}"#),
+            400,
+        ),
+        case(
+            Method::POST,
+            &format!("/v1/processes/{running}/close"),
+            m,
+            Some(r#"{"result": 1}"#),
+            400,
+        ),
+        case(
+            Method::POST,
+            &format!("/v1/processes/{running}/close"),
+            m,
+            Some("[1]"),
+            400,
+        ),
+        case(
+            Method::POST,
+            &format!("/v1/processes/{running}/fail"),
+            m,
+            Some(r#"{"errors": "x"}"#),
+            400,
+        ),
+        case(
+            Method::POST,
+            &format!("/v1/processes/{running}/fail"),
+            m,
+            Some(r#"{"errors": [1]}"#),
+            400,
+        ),
+        case(
+            Method::POST,
+            &format!("/v1/processes/{running}/fail"),
+            m,
+            None,
+            400,
+        ),
+        case(Method::GET, "/v1/processes/abc", m, None, 400),
+        case(
+            Method::GET,
+            "/v1/processes/99999999999999999999",
+            m,
+            None,
+            400,
+        ),
+        case(
+            Method::POST,
+            "/v1/colonies/c/assign?timeout=600",
+            m,
+            None,
+            400,
+        ),
+        // 413: over the body limit (this coordinator allows 20,000 bytes).
+        case(Method::POST, submit, m, Some(&big), 413),
+        // 404: unknown ids.
+        case(Method::GET, "/v1/processes/987654321", m, None, 404),
+        case(
+            Method::POST,
+            "/v1/processes/987654321/close",
+            m,
+            Some("{}"),
+            404,
+        ),
+        // 409: closing twice / something not running.
+        case(
+            Method::POST,
+            &format!("/v1/processes/{done}/close"),
+            m,
+            Some("{}"),
+            409,
+        ),
+        case(
+            Method::POST,
+            &format!("/v1/processes/{done}/fail"),
+            m,
+            Some(r#"{"errors":["late"]}"#),
+            409,
+        ),
+    ];
+
+    for case in cases {
+        let before = fingerprint(&client).await;
+        let mut request = coordinator
+            .http
+            .request(case.method.clone(), coordinator.url(&case.path));
+        if let Some(token) = &case.token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        if let Some(body) = &case.body {
+            request = request
+                .header("Content-Type", "application/json")
+                .body(body.clone());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, case.status, "{} {}: {body}", case.method, case.path);
+        assert!(
+            body["error"]["code"].is_string() && body["error"]["message"].is_string(),
+            "{} {}: JSON error body, got {body}",
+            case.method,
+            case.path
+        );
+        assert_eq!(
+            fingerprint(&client).await,
+            before,
+            "{} {} changed the tables",
+            case.method,
+            case.path
+        );
+    }
+}

@@ -18,27 +18,11 @@ END;
 -- Puts processes claimed by `executor` back to WAITING (no retry counted) and notifies their
 -- keys: for a long-poll whose response could not be delivered. Returns how many went back.
 CREATE FUNCTION colony_assign.release(colony text, executor text, process_ids bigint[]) RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
+LANGUAGE sql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    released bigint;
-BEGIN
-    WITH back AS (
-        UPDATE colony_assign.processes p
-        SET state = 0, assigned_executor = NULL, started_at = NULL, exec_deadline = NULL
-        WHERE p.id = ANY(process_ids) AND p.colony = release.colony
-          AND p.assigned_executor = release.executor AND p.state = 1
-        RETURNING p.executor_type, p.location, p.executor_names
-    ), keys AS (
-        SELECT b.executor_type, b.location, b.executor_names, count(*) AS n
-        FROM back b GROUP BY b.executor_type, b.location, b.executor_names
-    )
-    SELECT coalesce(sum(k.n), 0) INTO released FROM keys k
-    WHERE colony_assign._wake_group(colony, k.executor_type, k.location, k.executor_names, k.n) >= 0;
-    RETURN released;
-END
-$$;
+BEGIN ATOMIC
+    SELECT colony_assign._requeue_running(release.colony, release.executor, coalesce(release.process_ids, '{}'));
+END;
 
 -- Catch-up: for each key (parallel arrays, one entry per key), how many processes are
 -- assignable right now, capped at `cap` (callers only need min(waiting, parked waiters)).

@@ -20,9 +20,11 @@ BEGIN
 END
 $$;
 
--- Puts an executor's RUNNING processes back to WAITING (no retry is counted: the process did
--- not time out, its executor went away) and notifies their keys. Returns how many.
-CREATE FUNCTION colony_assign._requeue_running(colony text, executor text) RETURNS bigint
+-- Puts an executor's RUNNING processes (all, or only `only_ids`) back to WAITING and notifies
+-- their keys. No retry is counted: the process did not time out, its executor went away or
+-- never received it. Returns how many went back.
+CREATE FUNCTION colony_assign._requeue_running(colony text, executor text, only_ids bigint[] DEFAULT NULL)
+RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -34,7 +36,7 @@ BEGIN
         SET state = 0, assigned_executor = NULL, started_at = NULL, exec_deadline = NULL,
             wait_deadline = now() + p.max_wait_time * interval '1 second'
         WHERE p.colony = _requeue_running.colony AND p.assigned_executor = _requeue_running.executor
-          AND p.state = 1
+          AND p.state = 1 AND (only_ids IS NULL OR p.id = ANY (only_ids))
         RETURNING p.executor_type, p.location, p.executor_names
     ), keys AS (
         SELECT b.executor_type, b.location, b.executor_names, count(*) AS n

@@ -112,7 +112,8 @@ COMMENT ON FUNCTION colony_assign._max_document_bytes() IS 'Internal: largest sp
 COMMENT ON FUNCTION colony_assign._colony(text) IS 'Internal: the colony row, or P0002.';
 COMMENT ON FUNCTION colony_assign._wake_colony(text) IS 'Internal: notifies every key with assignable work in a colony.';
 COMMENT ON FUNCTION colony_assign._executor(text, text) IS 'Internal: the executor row, or P0002.';
-COMMENT ON FUNCTION colony_assign._requeue_running(text, text) IS 'Internal: puts an executor''s RUNNING processes back to WAITING and notifies them.';
+COMMENT ON FUNCTION colony_assign._requeue_running(text, text, bigint[]) IS 'Internal: puts an executor''s RUNNING processes back to WAITING and notifies them.';
+COMMENT ON FUNCTION colony_assign._finish(bigint, text, text, integer, jsonb, text[]) IS 'Internal: ends a RUNNING process as SUCCESS or FAILED (close and fail).';
 COMMENT ON FUNCTION colony_assign._public(colony_assign.processes) IS 'Internal: a stored process in its public shape.';
 COMMENT ON FUNCTION colony_assign._state_name(integer) IS 'Internal: name of a state.';
 COMMENT ON FUNCTION colony_assign._wake_group(text, text, text, text[], bigint) IS 'Internal: notifies the key(s) of a group of processes; named ones only wake executors that could take them.';

@@ -169,53 +169,52 @@ BEGIN ATOMIC
     SELECT unnest(colony_assign._submit(submit_many.colony, submit_many.specs, false));
 END;
 
-CREATE FUNCTION colony_assign.close(process_id bigint, executor text, output jsonb DEFAULT NULL,
-                                    colony text DEFAULT NULL) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
+-- Ends a RUNNING process as SUCCESS (2) or FAILED (3), compare-and-set on its state and
+-- assigned executor (and colony, when given); explains a miss. Shared by close() and fail().
+CREATE FUNCTION colony_assign._finish(process_id bigint, executor text, colony text, new_state integer,
+                                      output jsonb, errors text[]) RETURNS void
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    closed_colony text;
+    finished_colony text;
 BEGIN
     IF pg_column_size(output) > colony_assign._max_document_bytes() THEN
         RAISE EXCEPTION 'output is % bytes, at most %', pg_column_size(output), colony_assign._max_document_bytes()
             USING ERRCODE = '54000';
     END IF;
-    UPDATE colony_assign.processes p
-    SET state = 2, output = close.output, ended_at = now(), exec_deadline = NULL
-    WHERE p.id = process_id AND p.state = 1 AND p.assigned_executor = executor
-      AND (close.colony IS NULL OR p.colony = close.colony)
-    RETURNING p.colony INTO closed_colony;
-    IF NOT FOUND THEN
-        PERFORM colony_assign._explain_not_running(process_id, executor, colony);
-    END IF;
-    PERFORM colony_assign._touch(closed_colony, executor);
-END
-$$;
-
-CREATE FUNCTION colony_assign.fail(process_id bigint, executor text, errors text[],
-                                   colony text DEFAULT NULL) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    failed_colony text;
-BEGIN
     IF pg_column_size(errors) > colony_assign._max_document_bytes() THEN
         RAISE EXCEPTION 'errors are % bytes, at most %', pg_column_size(errors), colony_assign._max_document_bytes()
             USING ERRCODE = '54000';
     END IF;
     UPDATE colony_assign.processes p
-    SET state = 3, errors = coalesce(fail.errors, '{}'), ended_at = now(), exec_deadline = NULL
+    SET state = new_state, output = _finish.output, errors = _finish.errors, ended_at = now(), exec_deadline = NULL
     WHERE p.id = process_id AND p.state = 1 AND p.assigned_executor = executor
-      AND (fail.colony IS NULL OR p.colony = fail.colony)
-    RETURNING p.colony INTO failed_colony;
+      AND (_finish.colony IS NULL OR p.colony = _finish.colony)
+    RETURNING p.colony INTO finished_colony;
     IF NOT FOUND THEN
         PERFORM colony_assign._explain_not_running(process_id, executor, colony);
     END IF;
-    PERFORM colony_assign._touch(failed_colony, executor);
+    PERFORM colony_assign._touch(finished_colony, executor);
 END
 $$;
+
+CREATE FUNCTION colony_assign.close(process_id bigint, executor text, output jsonb DEFAULT NULL,
+                                    colony text DEFAULT NULL) RETURNS void
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT colony_assign._finish(close.process_id, close.executor, close.colony, 2, close.output, NULL);
+END;
+
+CREATE FUNCTION colony_assign.fail(process_id bigint, executor text, errors text[],
+                                   colony text DEFAULT NULL) RETURNS void
+LANGUAGE sql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT colony_assign._finish(fail.process_id, fail.executor, fail.colony, 3, NULL,
+                                 coalesce(fail.errors, '{}'));
+END;
 
 CREATE FUNCTION colony_assign.cancel(process_id bigint) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER

@@ -15,18 +15,7 @@ pub fn channel(
 ) -> String {
     let colony = required(colony, "colony");
     let executor_type = required(executor_type, "executor_type");
-    match location.filter(|l| !l.is_empty()) {
-        Some(location) => Key::Location {
-            colony,
-            executor_type,
-            location,
-        },
-        None => Key::Broadcast {
-            colony,
-            executor_type,
-        },
-    }
-    .channel()
+    Key::untargeted(colony, executor_type, location).channel()
 }
 
 /// The channels an executor with these attributes must LISTEN on (used by `channels()`).

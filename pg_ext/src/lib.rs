@@ -30,7 +30,7 @@ pgrx::extension_sql_file!(
 );
 pgrx::extension_sql_file!("../sql/assign.sql", requires = ["processes"]);
 pgrx::extension_sql_file!("../sql/reap.sql", requires = ["processes"]);
-pgrx::extension_sql_file!("../sql/coordinator.sql", requires = ["processes"]);
+pgrx::extension_sql_file!("../sql/coordinator.sql", requires = ["executors"]);
 pgrx::extension_sql_file!(
     "../sql/finalize.sql",
     finalize,

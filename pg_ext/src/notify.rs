@@ -59,20 +59,7 @@ fn _wake(
     let mut channels = Vec::new();
     match executor_names {
         // Untargeted: the location key, or the broadcast key when location-less.
-        None => channels.push(
-            match location.filter(|l| !l.is_empty()) {
-                Some(location) => Key::Location {
-                    colony,
-                    executor_type,
-                    location,
-                },
-                None => Key::Broadcast {
-                    colony,
-                    executor_type,
-                },
-            }
-            .channel(),
-        ),
+        None => channels.push(Key::untargeted(colony, executor_type, location).channel()),
         // Targeted: only the named executors' keys (possibly none: nobody who could take it
         // is registered yet, and an executor assigns before it waits anyway).
         Some(names) => {

@@ -48,7 +48,27 @@ pub enum Key<'a> {
     },
 }
 
-impl Key<'_> {
+impl<'a> Key<'a> {
+    /// The key of untargeted processes at `location`: its location key, or the broadcast key
+    /// when there is no location (NULL or empty, as an empty `locationname` means none).
+    pub fn untargeted(
+        colony: &'a str,
+        executor_type: &'a str,
+        location: Option<&'a str>,
+    ) -> Key<'a> {
+        match location.filter(|l| !l.is_empty()) {
+            Some(location) => Key::Location {
+                colony,
+                executor_type,
+                location,
+            },
+            None => Key::Broadcast {
+                colony,
+                executor_type,
+            },
+        }
+    }
+
     /// The channel name for this key.
     pub fn channel(&self) -> String {
         let (tag, fields): (u8, [&str; 3]) = match *self {

@@ -43,7 +43,7 @@ PY
 start_cluster() {
   local data=$1 port=$2; shift 2
   local opts="-p $port -k $(dirname "$data") -c listen_addresses=127.0.0.1 -c max_connections=300"
-  opts+=" -c shared_buffers=512MB -c shared_preload_libraries=colony_assign"
+  opts+=" -c shared_buffers=512MB -c shared_preload_libraries=colony_assign -c max_worker_processes=32"
   for extra in "$@"; do opts+=" -c $extra"; done
   runuser -u postgres -- "$PGBIN/initdb" -D "$data" -A trust -U postgres --no-sync -E UTF8 --locale=C.UTF-8 >/dev/null
   runuser -u postgres -- "$PGBIN/pg_ctl" -D "$data" -l "$(dirname "$data")/pg.log" -w -o "$opts" start >/dev/null

@@ -55,7 +55,19 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// A database whose background reaper is off, so tests that call reap() themselves see
+    /// every overdue process. (The cluster preloads the extension, so its launcher would
+    /// otherwise start a reaper here within 10 s.)
     pub async fn new(test: &str) -> TestDb {
+        TestDb::create(test, 0).await
+    }
+
+    /// A database whose background reaper runs every `reap_interval_ms`.
+    pub async fn with_reaper(test: &str, reap_interval_ms: u32) -> TestDb {
+        TestDb::create(test, reap_interval_ms).await
+    }
+
+    async fn create(test: &str, reap_interval_ms: u32) -> TestDb {
         let name = format!("t_{test}");
         let (admin, _) = connect_with(&cluster_config()).await;
         admin
@@ -66,6 +78,12 @@ impl TestDb {
             .batch_execute(&format!("CREATE DATABASE \"{name}\""))
             .await
             .expect("create test database");
+        admin
+            .batch_execute(&format!(
+                "ALTER DATABASE \"{name}\" SET colony_assign.reap_interval = {reap_interval_ms}"
+            ))
+            .await
+            .expect("set the test database's reap interval");
         let mut config = cluster_config();
         config.dbname(&name);
         let db = TestDb { name, config };

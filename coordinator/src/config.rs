@@ -67,9 +67,27 @@ pub struct Config {
     #[arg(long, env = "COLONY_TOKEN_CACHE_S", default_value_t = 60)]
     pub token_cache_s: u64,
 
+    /// Whether this replica runs colony_assign.reap() (deadlines, stale executors, retention):
+    /// `auto` only while the database has no background reaper (the extension is not in
+    /// shared_preload_libraries), `always`, or `off`. reap() is compare-and-set, so any number
+    /// of replicas may run it together.
+    #[arg(long, env = "COLONY_REAP", value_enum, default_value_t = ReapMode::Auto)]
+    pub reap: ReapMode,
+
+    /// Milliseconds between this replica's reap() passes.
+    #[arg(long, env = "COLONY_REAP_INTERVAL_MS", default_value_t = 1000)]
+    pub reap_interval_ms: u64,
+
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "COLONY_LOG_JSON")]
     pub log_json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReapMode {
+    Auto,
+    Always,
+    Off,
 }
 
 impl Config {
@@ -89,6 +107,9 @@ impl Config {
     }
     pub fn unlisten_after(&self) -> Duration {
         Duration::from_secs(self.unlisten_after_s)
+    }
+    pub fn reap_interval(&self) -> Duration {
+        Duration::from_millis(self.reap_interval_ms.max(10))
     }
     pub fn token_cache(&self) -> Duration {
         Duration::from_secs(self.token_cache_s)

@@ -20,6 +20,13 @@ const RELEASE: &str = include_str!("db/release.sql");
 const BACKLOG: &str = include_str!("db/backlog.sql");
 const CHANNELS: &str = include_str!("db/channels.sql");
 const PING: &str = include_str!("db/ping.sql");
+const SUBMIT_WORKFLOW: &str = include_str!("db/submit_workflow.sql");
+const WORKFLOW: &str = include_str!("db/workflow.sql");
+const HEARTBEAT: &str = include_str!("db/heartbeat.sql");
+const LOG: &str = include_str!("db/log.sql");
+const LOGS: &str = include_str!("db/logs.sql");
+const REAP: &str = include_str!("db/reap.sql");
+const WORKER_ACTIVE: &str = include_str!("db/worker_active.sql");
 
 /// An executor as its bearer token identifies it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,6 +164,44 @@ impl Db {
             .query(CHANNELS, &[&executor.colony, &executor.name])
             .await?;
         Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+
+    pub async fn submit_workflow(&self, colony: &str, specs: &Value) -> Result<i64> {
+        Ok(self
+            .query(SUBMIT_WORKFLOW, &[&colony, specs])
+            .await?
+            .remove(0)
+            .get(0))
+    }
+
+    pub async fn workflow(&self, id: i64) -> Result<Value> {
+        Ok(self.query(WORKFLOW, &[&id]).await?.remove(0).get(0))
+    }
+
+    pub async fn heartbeat(&self, executor: &Executor) -> Result<()> {
+        self.query(HEARTBEAT, &[&executor.colony, &executor.name])
+            .await
+            .map(drop)
+    }
+
+    pub async fn log(&self, id: i64, executor: &Executor, message: &str) -> Result<()> {
+        self.query(LOG, &[&id, &executor.name, &message, &executor.colony])
+            .await
+            .map(drop)
+    }
+
+    pub async fn logs(&self, id: i64) -> Result<Value> {
+        Ok(self.query(LOGS, &[&id]).await?.remove(0).get(0))
+    }
+
+    /// One reap() pass: (requeued, failed, stale executors, deleted, more to do).
+    pub async fn reap(&self) -> Result<(i64, i64, i64, i64, bool)> {
+        let row = self.query(REAP, &[]).await?.remove(0);
+        Ok((row.get(0), row.get(1), row.get(2), row.get(3), row.get(4)))
+    }
+
+    pub async fn worker_active(&self) -> Result<bool> {
+        Ok(self.query(WORKER_ACTIVE, &[]).await?.remove(0).get(0))
     }
 
     /// (index into the arrays, assignable processes) for every key that has work.

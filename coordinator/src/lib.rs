@@ -8,6 +8,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod notifier;
+pub mod reaper;
 
 use crate::auth::TokenCache;
 use crate::config::Config;
@@ -30,6 +31,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let tokens = Arc::new(TokenCache::new(config.token_cache()));
     let (notifier, notifier_task) =
         Notifier::start(config.clone(), db.clone(), tokens.clone(), shutdown.clone());
+    let reaper_task = tokio::spawn(reaper::run(config.clone(), db.clone(), shutdown.clone()));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| Error::Internal(format!("cannot listen on {}: {e}", config.listen)))?;
@@ -53,6 +55,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         .await
         .map_err(|e| Error::Internal(format!("server: {e}")))?;
     let _ = notifier_task.await;
+    let _ = reaper_task.await;
     db.close();
     tracing::info!("stopped");
     Ok(())

@@ -42,7 +42,7 @@ BEGIN
     ),
     -- Liveness, at most one write per executor per second.
     touched AS (
-        UPDATE colony_assign.executors e SET last_seen = now()
+        UPDATE colony_assign.executors e SET last_seen = now(), stale_since = NULL
         FROM me
         WHERE e.colony = me.colony AND e.name = me.name AND e.last_seen < now() - interval '1 second'
     ),
@@ -58,7 +58,7 @@ BEGIN
           AND p.location = (SELECT me.location FROM me)
         ORDER BY p.priority DESC, p.id
         LIMIT max_count
-        FOR UPDATE OF p SKIP LOCKED
+        FOR NO KEY UPDATE OF p SKIP LOCKED
     ),
     anywhere AS (
         SELECT p.id, p.priority
@@ -69,7 +69,7 @@ BEGIN
           AND p.location IS NULL
         ORDER BY p.priority DESC, p.id
         LIMIT max_count
-        FOR UPDATE OF p SKIP LOCKED
+        FOR NO KEY UPDATE OF p SKIP LOCKED
     ),
     named_me AS (
         SELECT p.id, p.priority
@@ -81,8 +81,10 @@ BEGIN
           AND (p.location IS NULL OR p.location = (SELECT me.location FROM me))
         ORDER BY p.priority DESC, p.id
         LIMIT max_count
-        FOR UPDATE OF p SKIP LOCKED
+        FOR NO KEY UPDATE OF p SKIP LOCKED
     ),
+    -- (FOR NO KEY UPDATE is all an UPDATE that keeps the key needs, and unlike FOR UPDATE it
+    -- does not conflict with the KEY SHARE lock that a log() insert takes on its process.)
     -- Merge the arms in queue order. Rows an arm locked but that lose the merge stay WAITING
     -- and are unlocked at commit; a concurrent assigner skips them meanwhile. This only
     -- happens when location-specific and location-less (or targeted) work of one type are

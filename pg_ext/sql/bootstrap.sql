@@ -40,9 +40,11 @@ CREATE TABLE colony_assign.colonies (
     paused      boolean     NOT NULL DEFAULT false,
     strict      boolean     NOT NULL DEFAULT false,
     retention   interval    NOT NULL DEFAULT interval '7 days',
+    stale_after interval    NOT NULL DEFAULT interval '2 minutes',
     created_at  timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT colony_name_length CHECK (octet_length(name) BETWEEN 1 AND 255),
-    CONSTRAINT retention_positive CHECK (retention > interval '0')
+    CONSTRAINT retention_positive CHECK (retention > interval '0'),
+    CONSTRAINT stale_after_positive CHECK (stale_after > interval '0')
 );
 COMMENT ON TABLE colony_assign.colonies IS
     'A colony: a namespace of executors and processes. Executors only ever see their own colony.';
@@ -53,6 +55,8 @@ COMMENT ON COLUMN colony_assign.colonies.strict IS
     'Strict mode: assigns per executor type are serialized inside the database so processes start in exact priority order.';
 COMMENT ON COLUMN colony_assign.colonies.retention IS
     'Finished processes older than this are deleted by the reaper.';
+COMMENT ON COLUMN colony_assign.colonies.stale_after IS
+    'An executor silent this long is marked stale by the reaper and its RUNNING processes go back to WAITING.';
 COMMENT ON COLUMN colony_assign.colonies.created_at IS 'When the colony was added.';
 
 --------------------------------------------------------------------------------
@@ -66,6 +70,7 @@ CREATE TABLE colony_assign.executors (
     token_hash    bytea       NOT NULL,
     registered_at timestamptz NOT NULL DEFAULT now(),
     last_seen     timestamptz NOT NULL DEFAULT now(),
+    stale_since   timestamptz,
     PRIMARY KEY (colony, name),
     CONSTRAINT executor_name_length CHECK (octet_length(name) BETWEEN 1 AND 255),
     CONSTRAINT executor_type_length CHECK (octet_length(executor_type) BETWEEN 1 AND 255),
@@ -83,7 +88,9 @@ COMMENT ON COLUMN colony_assign.executors.location IS
 COMMENT ON COLUMN colony_assign.executors.token_hash IS 'SHA-256 of the bearer token returned by add_executor().';
 COMMENT ON COLUMN colony_assign.executors.registered_at IS 'When add_executor() registered it.';
 COMMENT ON COLUMN colony_assign.executors.last_seen IS
-    'Last sign of life (assign, close, fail, heartbeat), refreshed at most once per second.';
+    'Last sign of life (assign, close, fail, log, heartbeat), refreshed at most once per second.';
+COMMENT ON COLUMN colony_assign.executors.stale_since IS
+    'When the reaper found it silent past its colony''s stale_after (its processes were requeued); cleared by its next sign of life.';
 
 --------------------------------------------------------------------------------
 -- Processes
@@ -205,6 +212,35 @@ COMMENT ON COLUMN colony_assign.processes.workflow_id IS 'The workflow (DAG) it 
 COMMENT ON COLUMN colony_assign.processes.pending_parents IS 'Parents not yet succeeded; assignable only at 0.';
 COMMENT ON COLUMN colony_assign.processes.parents IS 'Parent process ids, in dependency order.';
 COMMENT ON COLUMN colony_assign.processes.children IS 'Child process ids.';
+
+--------------------------------------------------------------------------------
+-- Workflows and logs
+--------------------------------------------------------------------------------
+CREATE TABLE colony_assign.workflows (
+    id           bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    colony       text        NOT NULL,
+    submitted_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE colony_assign.workflows IS
+    'Workflows (DAGs of processes). The graph itself lives on the processes: parents, children, pending_parents.';
+COMMENT ON COLUMN colony_assign.workflows.id IS 'Workflow id.';
+COMMENT ON COLUMN colony_assign.workflows.colony IS 'Colony it was submitted to.';
+COMMENT ON COLUMN colony_assign.workflows.submitted_at IS 'Submission time.';
+
+CREATE TABLE colony_assign.logs (
+    id         bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    process_id bigint      NOT NULL REFERENCES colony_assign.processes (id) ON DELETE CASCADE,
+    executor   text        NOT NULL,
+    message    text        NOT NULL,
+    logged_at  timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX logs_process_idx ON colony_assign.logs (process_id, id);
+COMMENT ON TABLE colony_assign.logs IS 'Progress messages executors write while running a process; deleted with it.';
+COMMENT ON COLUMN colony_assign.logs.id IS 'Increasing with time of writing.';
+COMMENT ON COLUMN colony_assign.logs.process_id IS 'The process the message is about.';
+COMMENT ON COLUMN colony_assign.logs.executor IS 'The executor that wrote it.';
+COMMENT ON COLUMN colony_assign.logs.message IS 'The message (at most 16 KiB).';
+COMMENT ON COLUMN colony_assign.logs.logged_at IS 'When it was written.';
 
 --------------------------------------------------------------------------------
 -- The public shape of a process

@@ -120,6 +120,23 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION colony_assign.configure(colony text, stale_after interval DEFAULT NULL,
+                                        retention interval DEFAULT NULL) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM colony_assign._colony(colony);
+    IF stale_after <= interval '0' OR retention <= interval '0' THEN
+        RAISE EXCEPTION 'stale_after and retention must be positive' USING ERRCODE = '22023';
+    END IF;
+    UPDATE colony_assign.colonies c
+    SET stale_after = coalesce(configure.stale_after, c.stale_after),
+        retention = coalesce(configure.retention, c.retention)
+    WHERE c.name = configure.colony;
+END
+$$;
+
 -- Each count is written so that a partial index answers it: stats() must not scan the whole
 -- processes table of a busy colony.
 CREATE FUNCTION colony_assign.stats(colony text,

@@ -62,3 +62,12 @@ BEGIN ATOMIC
     ) AS counted
     WHERE counted.n > 0;
 END;
+
+-- Whether this database's background reaper is running (coordinators reap themselves when not).
+CREATE FUNCTION colony_assign.worker_active() RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT EXISTS (SELECT FROM pg_stat_activity a
+                   WHERE a.backend_type = 'colony_assign reaper' AND a.datname = current_database());
+END;

@@ -103,3 +103,14 @@ BEGIN
     RETURN QUERY SELECT unnest(colony_assign._executor_channels(e.colony, e.executor_type, e.location, e.name));
 END
 $$;
+
+CREATE FUNCTION colony_assign.heartbeat(colony text, executor text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM colony_assign._executor(colony, executor);
+    UPDATE colony_assign.executors e SET last_seen = now(), stale_since = NULL
+    WHERE e.colony = heartbeat.colony AND e.name = heartbeat.executor;
+END
+$$;

@@ -17,7 +17,11 @@ GRANT EXECUTE ON FUNCTION
     colony_assign.fail(bigint, text, text[], text),
     colony_assign.channels(text, text),
     colony_assign.channel(text, text, text),
-    colony_assign.process(bigint)
+    colony_assign.process(bigint),
+    colony_assign.workflow(bigint),
+    colony_assign.heartbeat(text, text),
+    colony_assign.log(bigint, text, text, text),
+    colony_assign.logs(bigint)
 TO colony_assign_executor;
 
 GRANT EXECUTE ON FUNCTION
@@ -26,13 +30,19 @@ GRANT EXECUTE ON FUNCTION
     colony_assign.cancel(bigint),
     colony_assign.channel(text, text, text),
     colony_assign.process(bigint),
-    colony_assign.stats(text)
+    colony_assign.stats(text),
+    colony_assign.submit_workflow(text, jsonb),
+    colony_assign.workflow(bigint),
+    colony_assign.logs(bigint)
 TO colony_assign_submitter;
 
 GRANT EXECUTE ON FUNCTION
     colony_assign.authenticate(text),
     colony_assign.release(text, text, bigint[]),
-    colony_assign.backlog(text[], text[], text[], text[], integer)
+    colony_assign.backlog(text[], text[], text[], text[], integer),
+    colony_assign.worker_active(),
+    -- reap() is compare-and-set, so coordinators may run it when no background worker does.
+    colony_assign.reap()
 TO colony_assign_coordinator;
 
 GRANT EXECUTE ON FUNCTION
@@ -43,7 +53,7 @@ GRANT EXECUTE ON FUNCTION
     colony_assign.pause(text),
     colony_assign.resume(text),
     colony_assign.set_strict(text, boolean),
-    colony_assign.reap()
+    colony_assign.configure(text, interval, interval)
 TO colony_assign_admin;
 
 --------------------------------------------------------------------------------
@@ -83,7 +93,21 @@ COMMENT ON FUNCTION colony_assign.resume(text) IS
 COMMENT ON FUNCTION colony_assign.set_strict(text, boolean) IS
     'Switches a colony between distributed (SKIP LOCKED, concurrent) and strict (exact priority order) assignment. Errors: P0002 unknown colony, 22004 NULL.';
 COMMENT ON FUNCTION colony_assign.reap() IS
-    'Enforces deadlines: RUNNING past maxexectime go back to WAITING (retries + 1) or FAILED when maxretries is used up; WAITING past maxwaittime FAILED. Returns the counts. Safe to run from many sessions at once.';
+    'Enforces deadlines (RUNNING past maxexectime back to WAITING with retries + 1, or FAILED when maxretries is used up; WAITING past maxwaittime FAILED; workflow descendants of what failed fail too), requeues the processes of executors silent past stale_after, and deletes finished processes past retention. Bounded batches; more = call again. Safe to run from many sessions at once.';
+COMMENT ON FUNCTION colony_assign.submit_workflow(text, jsonb) IS
+    'Submits a DAG: a JSON array of specs, each with a unique nodename and conditions.dependencies naming its parents; returns the workflow id. Roots are assignable at once, a child when its last parent succeeds (its input = the parents'' outputs in dependency order); a failed or cancelled node ends its descendants. Errors: 22023 empty, missing/duplicate nodename, unknown or repeated dependency, cycle (named), invalid spec; 54000 too large; P0002 unknown colony.';
+COMMENT ON FUNCTION colony_assign.workflow(bigint) IS
+    'A workflow as JSON: its state and every node with process id, state and edges. Errors: P0002 unknown workflow.';
+COMMENT ON FUNCTION colony_assign.heartbeat(text, text) IS
+    'Keeps a busy executor alive (every executor call does too). Errors: P0002 unknown colony or executor.';
+COMMENT ON FUNCTION colony_assign.log(bigint, text, text, text) IS
+    'Appends a progress message to a RUNNING process; only its assigned executor may. Errors: 22004 NULL message, 54000 over 16 KiB, and those of close().';
+COMMENT ON FUNCTION colony_assign.logs(bigint) IS
+    'A process''s log messages, oldest first. Errors: P0002 unknown process.';
+COMMENT ON FUNCTION colony_assign.configure(text, interval, interval) IS
+    'Sets a colony''s stale_after (executor liveness) and retention (finished processes); NULL keeps a value. Errors: P0002 unknown colony, 22023 not positive.';
+COMMENT ON FUNCTION colony_assign.worker_active() IS
+    'Whether the background reaper runs in this database.';
 COMMENT ON FUNCTION colony_assign.channels(text, text) IS
     'The channels an executor LISTENs on: its location key, its type''s broadcast key and its name key. Errors: P0002 unknown colony or executor.';
 COMMENT ON FUNCTION colony_assign.channel(text, text, text) IS
@@ -120,5 +144,11 @@ COMMENT ON FUNCTION colony_assign._wake_group(text, text, text, text[], bigint) 
 COMMENT ON FUNCTION colony_assign._explain_not_running(bigint, text, text) IS 'Internal: raises why a close/fail matched no row.';
 COMMENT ON FUNCTION colony_assign._touch(text, text) IS 'Internal: refreshes executor liveness (at most once a second).';
 COMMENT ON FUNCTION colony_assign._submit(text, jsonb, boolean) IS 'Internal: validates, inserts and notifies standalone specs.';
+COMMENT ON FUNCTION colony_assign._check_specs(text, jsonb, boolean, boolean) IS 'Internal: raises the first problem of an array of specs.';
+COMMENT ON FUNCTION colony_assign._insert_specs(text, jsonb, bigint, integer[]) IS 'Internal: inserts checked specs and notifies the assignable ones.';
+COMMENT ON FUNCTION colony_assign._release_children(bigint[]) IS 'Internal: one decrement per edge after a parent succeeded; releases children whose last parent it was.';
+COMMENT ON FUNCTION colony_assign._end_descendants(bigint[], integer) IS 'Internal: fails or cancels every waiting descendant, naming the ancestor.';
+COMMENT ON FUNCTION colony_assign._find_cycle(integer, integer[], integer[]) IS 'Internal: one cycle of a dependency graph (Kahn''s algorithm), or an empty array.';
+COMMENT ON FUNCTION colony_assign._max_log_bytes() IS 'Internal: largest log message accepted (bytes).';
 COMMENT ON FUNCTION colony_assign._strict_lock(text, text) IS 'Internal: strict mode''s per (colony, type) transaction lock.';
 COMMENT ON FUNCTION colony_assign._reap_batch() IS 'Internal: rows per reap() pass.';

@@ -51,7 +51,7 @@ CREATE FUNCTION colony_assign._touch(colony text, executor text) RETURNS void
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
-    UPDATE colony_assign.executors e SET last_seen = now()
+    UPDATE colony_assign.executors e SET last_seen = now(), stale_since = NULL
     WHERE e.colony = _touch.colony AND e.name = _touch.executor
       AND e.last_seen < now() - interval '1 second';
 END;
@@ -73,20 +73,19 @@ BEGIN ATOMIC
         _wake_group.n);
 END;
 
--- Validates and inserts standalone specs (a JSON array) in one transaction, notifies their
--- keys once each, and returns the new ids in input order. `single` only shapes error messages.
-CREATE FUNCTION colony_assign._submit(colony text, specs jsonb, single boolean) RETURNS bigint[]
-LANGUAGE plpgsql VOLATILE
+-- Raises the first problem of a JSON array of specs: 22023 when it is not an array or a spec
+-- is invalid, 54000 when there are too many or one is too large. `single` only shapes the
+-- messages (no "spec[i]: " prefix); `in_workflow` allows dependencies.
+CREATE FUNCTION colony_assign._check_specs(colony text, specs jsonb, single boolean, in_workflow boolean)
+RETURNS void
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     problem text;
-    bad integer;
+    bad bigint;
     too_big integer;
-    ids bigint[];
-    channels integer;
 BEGIN
-    PERFORM colony_assign._colony(colony);
     IF specs IS NULL OR jsonb_typeof(specs) <> 'array' THEN
         RAISE EXCEPTION 'specs must be a JSON array of specs (got %)', coalesce(colony_assign._show(specs), 'NULL')
             USING ERRCODE = '22023';
@@ -95,7 +94,6 @@ BEGIN
         RAISE EXCEPTION 'too many specs in one call: %, at most 100000', jsonb_array_length(specs)
             USING ERRCODE = '54000';
     END IF;
-
     SELECT a.i - 1, pg_column_size(a.s) INTO bad, too_big
     FROM jsonb_array_elements(specs) WITH ORDINALITY AS a(s, i)
     WHERE pg_column_size(a.s) > colony_assign._max_document_bytes()
@@ -105,17 +103,30 @@ BEGIN
             CASE WHEN single THEN '' ELSE format('spec[%s]: ', bad) END, too_big, colony_assign._max_document_bytes()
             USING ERRCODE = '54000';
     END IF;
-
-    SELECT sp.idx, sp.problem INTO bad, problem FROM colony_assign._spec_problems(specs, colony, false) sp;
+    SELECT sp.idx, sp.problem INTO bad, problem FROM colony_assign._spec_problems(specs, colony, in_workflow) sp;
     IF FOUND THEN
         RAISE EXCEPTION '%', CASE WHEN single THEN '' ELSE format('spec[%s]: ', bad) END || problem
             USING ERRCODE = '22023';
     END IF;
+END
+$$;
 
+-- Inserts checked specs in one statement and notifies the keys of those that are assignable
+-- at once; returns the ids in input order. `pending` gives each spec's count of unfinished
+-- parents (workflows; NULL = none), `workflow_id` the workflow they belong to.
+CREATE FUNCTION colony_assign._insert_specs(colony text, specs jsonb, workflow_id bigint DEFAULT NULL,
+                                            pending integer[] DEFAULT NULL) RETURNS bigint[]
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ids bigint[];
+    channels integer;
+BEGIN
     WITH inserted AS (
         INSERT INTO colony_assign.processes (colony, executor_type, location, executor_names,
             preferred_location, locality_wait, priority, funcname, label, nodename,
-            max_wait_time, max_exec_time, max_retries, spec, wait_deadline)
+            max_wait_time, max_exec_time, max_retries, spec, wait_deadline, workflow_id, pending_parents)
         SELECT colony,
                a.s #>> '{conditions,executortype}',
                colony_assign._opt_text(a.s #> '{conditions,locationname}'),
@@ -135,19 +146,34 @@ BEGIN
                colony_assign._opt_seconds(a.s -> 'maxexectime'),
                CASE WHEN jsonb_typeof(a.s -> 'maxretries') = 'number' THEN (a.s -> 'maxretries')::integer ELSE 0 END,
                a.s,
-               now() + colony_assign._opt_seconds(a.s -> 'maxwaittime') * interval '1 second'
+               now() + colony_assign._opt_seconds(a.s -> 'maxwaittime') * interval '1 second',
+               _insert_specs.workflow_id,
+               coalesce(pending[a.i::integer], 0)
         FROM jsonb_array_elements(specs) WITH ORDINALITY AS a(s, i)
         ORDER BY a.i
-        RETURNING id, executor_type, location, executor_names
+        RETURNING id, executor_type, location, executor_names, pending_parents
     ), keys AS (
         SELECT executor_type, location, executor_names, count(*) AS n
-        FROM inserted GROUP BY executor_type, location, executor_names
+        FROM inserted WHERE pending_parents = 0
+        GROUP BY executor_type, location, executor_names
     )
     -- Ids come from one sequence in input order, so sorting by id restores input order.
     SELECT (SELECT array_agg(id ORDER BY id) FROM inserted),
            (SELECT sum(colony_assign._wake_group(colony, k.executor_type, k.location, k.executor_names, k.n)) FROM keys k)
     INTO ids, channels;
     RETURN coalesce(ids, '{}');
+END
+$$;
+
+-- Validates and inserts standalone specs (a JSON array) in one transaction.
+CREATE FUNCTION colony_assign._submit(colony text, specs jsonb, single boolean) RETURNS bigint[]
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM colony_assign._colony(colony);
+    PERFORM colony_assign._check_specs(colony, specs, single, false);
+    RETURN colony_assign._insert_specs(colony, specs);
 END
 $$;
 
@@ -178,6 +204,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     finished_colony text;
+    finished_children bigint[];
 BEGIN
     IF pg_column_size(output) > colony_assign._max_document_bytes() THEN
         RAISE EXCEPTION 'output is % bytes, at most %', pg_column_size(output), colony_assign._max_document_bytes()
@@ -191,9 +218,18 @@ BEGIN
     SET state = new_state, output = _finish.output, errors = _finish.errors, ended_at = now(), exec_deadline = NULL
     WHERE p.id = process_id AND p.state = 1 AND p.assigned_executor = executor
       AND (_finish.colony IS NULL OR p.colony = _finish.colony)
-    RETURNING p.colony INTO finished_colony;
+    RETURNING p.colony, p.children INTO finished_colony, finished_children;
     IF NOT FOUND THEN
         PERFORM colony_assign._explain_not_running(process_id, executor, colony);
+    END IF;
+    -- Workflows, in the same transaction: success may release children; failure ends every
+    -- descendant.
+    IF finished_children IS NOT NULL THEN
+        IF new_state = 2 THEN
+            PERFORM colony_assign._release_children(finished_children);
+        ELSE
+            PERFORM colony_assign._end_descendants(ARRAY[process_id], new_state);
+        END IF;
     END IF;
     PERFORM colony_assign._touch(finished_colony, executor);
 END
@@ -222,11 +258,15 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     current_state integer;
+    cancelled_children bigint[];
 BEGIN
     UPDATE colony_assign.processes p
     SET state = 4, ended_at = now(), exec_deadline = NULL
-    WHERE p.id = process_id AND p.state IN (0, 1);
-    IF NOT FOUND THEN
+    WHERE p.id = process_id AND p.state IN (0, 1)
+    RETURNING p.children INTO cancelled_children;
+    IF FOUND AND cancelled_children IS NOT NULL THEN
+        PERFORM colony_assign._end_descendants(ARRAY[process_id], 4);
+    ELSIF NOT FOUND THEN
         SELECT p.state INTO current_state FROM colony_assign.processes p WHERE p.id = process_id;
         IF NOT FOUND THEN
             RAISE EXCEPTION 'unknown process %', process_id USING ERRCODE = 'P0002';

@@ -1,20 +1,23 @@
--- reap(): deadlines. Safe to run from any number of sessions at once: candidate rows are locked
--- with SKIP LOCKED (each row is handled by exactly one reaper) and every UPDATE re-checks the
--- state it expects (compare-and-set against close/fail/cancel racing with it).
+-- reap(): deadlines, stale executors and retention. Safe to run from any number of sessions at
+-- once: candidate rows are locked with SKIP LOCKED (each is handled by exactly one reaper) and
+-- every UPDATE re-checks the state it expects (compare-and-set against close/fail/cancel).
 
--- How many rows one reap() call handles per kind of deadline, so a huge backlog of overdue
--- processes is worked off in short transactions (the background worker calls again at once
--- when a batch was full).
+-- How many rows one reap() pass handles per kind of work, so a huge backlog is worked off in
+-- short transactions (`more` tells the caller to come back at once).
 CREATE FUNCTION colony_assign._reap_batch() RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN 10000;
 
-CREATE FUNCTION colony_assign.reap(OUT requeued bigint, OUT failed bigint)
+CREATE FUNCTION colony_assign.reap(OUT requeued bigint, OUT failed bigint, OUT stale_executors bigint,
+                                   OUT deleted bigint, OUT more boolean)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    batch constant integer := colony_assign._reap_batch();
     wait_failed bigint;
+    stale_requeued bigint;
+    ended_parents bigint[];
     channels integer;
 BEGIN
     -- RUNNING past maxexectime: back to WAITING with one more retry, or FAILED once maxretries
@@ -24,8 +27,8 @@ BEGIN
         FROM colony_assign.processes p
         WHERE p.state = 1 AND p.exec_deadline < now()
         ORDER BY p.exec_deadline
-        LIMIT colony_assign._reap_batch()
-        FOR UPDATE SKIP LOCKED
+        LIMIT batch
+        FOR NO KEY UPDATE SKIP LOCKED
     ), handled AS (
         UPDATE colony_assign.processes p
         SET state = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries THEN 0 ELSE 3 END,
@@ -44,7 +47,7 @@ BEGIN
             exec_deadline = NULL
         FROM overdue
         WHERE p.id = overdue.id AND p.state = 1
-        RETURNING p.state, p.colony, p.executor_type, p.location, p.executor_names
+        RETURNING p.id, p.state, p.colony, p.executor_type, p.location, p.executor_names, p.children
     ), keys AS (
         SELECT h.colony, h.executor_type, h.location, h.executor_names, count(*) AS n
         FROM handled h WHERE h.state = 0
@@ -52,18 +55,23 @@ BEGIN
     )
     SELECT (SELECT count(*) FROM handled h WHERE h.state = 0),
            (SELECT count(*) FROM handled h WHERE h.state = 3),
+           (SELECT array_agg(h.id) FROM handled h WHERE h.state = 3 AND h.children IS NOT NULL),
            (SELECT sum(colony_assign._wake_group(k.colony, k.executor_type, k.location, k.executor_names, k.n))
             FROM keys k)
-    INTO requeued, failed, channels;
+    INTO requeued, failed, ended_parents, channels;
+    more := requeued + failed >= batch;
+    IF ended_parents IS NOT NULL THEN
+        PERFORM colony_assign._end_descendants(ended_parents, 3);
+    END IF;
 
-    -- WAITING past maxwaittime: FAILED.
+    -- WAITING past maxwaittime: FAILED, and so are its workflow descendants.
     WITH overdue AS (
         SELECT p.id
         FROM colony_assign.processes p
         WHERE p.state = 0 AND p.wait_deadline < now()
         ORDER BY p.wait_deadline
-        LIMIT colony_assign._reap_batch()
-        FOR UPDATE SKIP LOCKED
+        LIMIT batch
+        FOR NO KEY UPDATE SKIP LOCKED
     ), handled AS (
         UPDATE colony_assign.processes p
         SET state = 3, ended_at = now(),
@@ -71,9 +79,52 @@ BEGIN
                                   format('maximum waiting time of %s s exceeded', p.max_wait_time))
         FROM overdue
         WHERE p.id = overdue.id AND p.state = 0
-        RETURNING p.id
+        RETURNING p.id, p.children
     )
-    SELECT count(*) INTO wait_failed FROM handled;
+    SELECT count(*), array_agg(h.id) FILTER (WHERE h.children IS NOT NULL)
+    INTO wait_failed, ended_parents FROM handled h;
     failed := failed + wait_failed;
+    more := more OR wait_failed >= batch;
+    IF ended_parents IS NOT NULL THEN
+        PERFORM colony_assign._end_descendants(ended_parents, 3);
+    END IF;
+
+    -- Executors silent past their colony's stale_after: marked stale (once: the UPDATE re-checks
+    -- stale_since under its row lock) and their RUNNING processes requeued and notified. An
+    -- executor that heartbeats is never stale, however long its process runs.
+    WITH gone AS (
+        UPDATE colony_assign.executors e
+        SET stale_since = now()
+        FROM colony_assign.colonies c
+        WHERE c.name = e.colony AND e.stale_since IS NULL AND e.last_seen < now() - c.stale_after
+        RETURNING e.colony, e.name
+    )
+    SELECT count(*), coalesce(sum(colony_assign._requeue_running(g.colony, g.name)), 0)
+    INTO stale_executors, stale_requeued FROM gone g;
+    requeued := requeued + stale_requeued;
+
+    -- Retention: finished processes older than their colony's retention, in one bounded batch.
+    -- A workflow's members go only once the whole workflow has finished, so a finished parent
+    -- is still there when a sibling branch needs it.
+    WITH doomed AS (
+        SELECT p.id
+        FROM colony_assign.colonies c
+        JOIN colony_assign.processes p
+          ON p.colony = c.name AND p.state >= 2 AND p.ended_at < now() - c.retention
+        WHERE p.workflow_id IS NULL
+           OR NOT EXISTS (SELECT FROM colony_assign.processes q WHERE q.workflow_id = p.workflow_id AND q.state < 2)
+        LIMIT batch
+        FOR NO KEY UPDATE OF p SKIP LOCKED
+    ), gone AS (
+        DELETE FROM colony_assign.processes p USING doomed d WHERE p.id = d.id AND p.state >= 2
+        RETURNING p.workflow_id
+    ), emptied AS (
+        DELETE FROM colony_assign.workflows w
+        WHERE w.id IN (SELECT g.workflow_id FROM gone g)
+          AND NOT EXISTS (SELECT FROM colony_assign.processes q
+                          WHERE q.workflow_id = w.id AND q.id NOT IN (SELECT d.id FROM doomed d))
+    )
+    SELECT count(*) INTO deleted FROM gone;
+    more := more OR deleted >= batch;
 END
 $$;

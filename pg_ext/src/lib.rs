@@ -5,13 +5,17 @@
 //! - [`channel`]: notification channel names, shared byte for byte with the coordinator
 //!   through the `colony-proto` crate;
 //! - [`notify`]: per-transaction NOTIFY coalescing (one NOTIFY per key per transaction,
-//!   payload = count), which needs transaction and subtransaction callbacks.
+//!   payload = count), which needs transaction and subtransaction callbacks;
+//! - [`worker`]: the background launcher and per-database reapers;
+//! - [`workflow`]: cycle detection for submitted DAGs.
 
 use pgrx::prelude::*;
 
 mod channel;
 mod error;
 mod notify;
+mod worker;
+mod workflow;
 
 ::pgrx::pg_module_magic!();
 
@@ -32,6 +36,11 @@ pgrx::extension_sql_file!("../sql/assign.sql", requires = ["processes"]);
 pgrx::extension_sql_file!("../sql/reap.sql", requires = ["processes"]);
 pgrx::extension_sql_file!("../sql/coordinator.sql", requires = ["executors"]);
 pgrx::extension_sql_file!(
+    "../sql/workflows.sql",
+    requires = ["processes", workflow::_find_cycle]
+);
+pgrx::extension_sql_file!("../sql/logs.sql", requires = ["processes"]);
+pgrx::extension_sql_file!(
     "../sql/finalize.sql",
     finalize,
     requires = [
@@ -40,6 +49,8 @@ pgrx::extension_sql_file!(
         "assign",
         "reap",
         "coordinator",
+        "workflows",
+        "logs",
         channel::channel
     ]
 );
@@ -47,6 +58,7 @@ pgrx::extension_sql_file!(
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     notify::init();
+    worker::init();
 }
 
 /// Required by `cargo pgrx test`.

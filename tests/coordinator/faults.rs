@@ -87,28 +87,8 @@ async fn postgres_restarted_under_load_loses_nothing_and_fails_fast_while_down()
             }));
         }
     }
-    // A reaper stands in for the background worker: a claim whose answer died with the server
-    // connection is requeued by its (short) deadline.
-    let reaper_config = cluster.config();
-    let reaper = tokio::spawn(async move {
-        loop {
-            if let Ok((client, _)) = reaper_config
-                .connect(tokio_postgres::NoTls)
-                .await
-                .map(|(c, conn)| (c, tokio::spawn(conn)))
-            {
-                while client
-                    .query("SELECT * FROM colony_assign.reap()", &[])
-                    .await
-                    .is_ok()
-                {
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                }
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
-    });
-
+    // A claim whose answer died with the server connection is requeued by its short deadline:
+    // by the cluster's background reaper, or the coordinators' own until that has started.
     let submit = |n: usize| {
         let specs: Vec<Value> = (0..n)
             .map(|_| spec("t", json!({}), json!({"maxexectime": 3, "maxretries": -1})))
@@ -171,7 +151,6 @@ async fn postgres_restarted_under_load_loses_nothing_and_fails_fast_while_down()
         total(&coordinators, "colony_listener_reconnects_total", &[]).await >= 2.0
     })
     .await;
-    reaper.abort();
     for worker in workers {
         worker.abort();
     }

@@ -2,6 +2,7 @@
 
 mod faults;
 mod http_errors;
+mod lifecycle;
 mod longpoll;
 mod replicas;
 mod routing;

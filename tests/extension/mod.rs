@@ -3,9 +3,11 @@
 
 mod assign;
 mod bad_input;
+mod lifecycle;
 mod notify;
 mod reap;
 mod security;
+mod workflows;
 
 use e2e::TestDb;
 use serde_json::Value;

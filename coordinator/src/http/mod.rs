@@ -3,9 +3,11 @@
 mod assign;
 mod colonies;
 mod error;
+mod executors;
 mod extract;
 mod ops;
 mod processes;
+mod workflows;
 
 use crate::auth::TokenCache;
 use crate::config::Config;
@@ -36,6 +38,8 @@ pub fn app(state: AppState) -> Router {
         .merge(assign::router())
         .merge(processes::router())
         .merge(colonies::router())
+        .merge(workflows::router())
+        .merge(executors::router())
         .merge(ops::router())
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(

@@ -19,6 +19,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/processes/{id}", get(process))
         .route("/v1/processes/{id}/close", post(close))
         .route("/v1/processes/{id}/fail", post(fail))
+        .route("/v1/processes/{id}/logs", post(log).get(logs))
 }
 
 /// One spec (object) or many (array, one transaction) → 201 `{"ids": [...]}`.
@@ -100,4 +101,34 @@ async fn fail(
     };
     state.db.fail_process(id, &authed.0, &errors).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body `{"message": "..."}` → 204; only the process's executor, while it runs.
+async fn log(
+    State(state): State<AppState>,
+    authed: Authed,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode> {
+    let id = path_id(path)?;
+    let body = json_body(body, state.config.max_body_bytes)?
+        .ok_or_else(|| Error::BadRequest("the body must be {\"message\": \"...\"}".into()))?;
+    only_keys(&body, &["message"])?;
+    let message = body["message"]
+        .as_str()
+        .ok_or_else(|| Error::BadRequest("message must be a string".into()))?;
+    state.db.log(id, &authed.0, message).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The process's log messages, oldest first.
+async fn logs(
+    State(state): State<AppState>,
+    authed: Authed,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>> {
+    let id = path_id(path)?;
+    let process = state.db.process(id).await?;
+    authed.in_colony(process["colony"].as_str().unwrap_or_default())?;
+    Ok(Json(state.db.logs(id).await?))
 }

@@ -1,0 +1,1 @@
+SELECT colony_assign.heartbeat(colony => $1, executor => $2)

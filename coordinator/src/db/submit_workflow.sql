@@ -1,0 +1,1 @@
+SELECT colony_assign.submit_workflow(colony => $1, specs => $2)

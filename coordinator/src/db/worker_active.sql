@@ -1,0 +1,1 @@
+SELECT colony_assign.worker_active()

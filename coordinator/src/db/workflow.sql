@@ -1,0 +1,1 @@
+SELECT colony_assign.workflow(workflow_id => $1)

@@ -1,0 +1,46 @@
+-- Logs: progress messages an executor writes while it runs a process.
+
+-- Largest log message accepted, in bytes. Over it: SQLSTATE 54000.
+CREATE FUNCTION colony_assign._max_log_bytes() RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN 16384;
+
+CREATE FUNCTION colony_assign.log(process_id bigint, executor text, message text, colony text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    process_colony text;
+BEGIN
+    IF message IS NULL THEN
+        RAISE EXCEPTION 'message must not be NULL' USING ERRCODE = '22004';
+    ELSIF octet_length(message) > colony_assign._max_log_bytes() THEN
+        RAISE EXCEPTION 'message is % bytes, at most %', octet_length(message), colony_assign._max_log_bytes()
+            USING ERRCODE = '54000';
+    END IF;
+    SELECT p.colony INTO process_colony FROM colony_assign.processes p
+    WHERE p.id = process_id AND p.state = 1 AND p.assigned_executor = executor
+      AND (log.colony IS NULL OR p.colony = log.colony);
+    IF NOT FOUND THEN
+        PERFORM colony_assign._explain_not_running(process_id, executor, colony);
+    END IF;
+    INSERT INTO colony_assign.logs (process_id, executor, message) VALUES (process_id, executor, message);
+    PERFORM colony_assign._touch(process_colony, executor);
+END
+$$;
+
+CREATE FUNCTION colony_assign.logs(process_id bigint)
+RETURNS TABLE (logged_at timestamptz, executor text, message text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM FROM colony_assign.processes p WHERE p.id = logs.process_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown process %', logs.process_id USING ERRCODE = 'P0002';
+    END IF;
+    RETURN QUERY SELECT l.logged_at, l.executor, l.message FROM colony_assign.logs l
+        WHERE l.process_id = logs.process_id ORDER BY l.id;
+END
+$$;

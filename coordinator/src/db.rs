@@ -13,6 +13,7 @@ const ASSIGN: &str = include_str!("db/assign.sql");
 const AUTHENTICATE: &str = include_str!("db/authenticate.sql");
 const SUBMIT: &str = include_str!("db/submit.sql");
 const CLOSE: &str = include_str!("db/close.sql");
+const CLOSE_MANY: &str = include_str!("db/close_many.sql");
 const FAIL: &str = include_str!("db/fail.sql");
 const PROCESS: &str = include_str!("db/process.sql");
 const STATS: &str = include_str!("db/stats.sql");
@@ -86,6 +87,7 @@ impl Db {
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<tokio_postgres::Row>> {
+        metrics::counter!(crate::metrics::DB_QUERIES).increment(1);
         let client = self.pool.get().await?;
         let statement = client.prepare_cached(sql).await.map_err(Error::from_db)?;
         client
@@ -130,6 +132,21 @@ impl Db {
         self.query(CLOSE, &[&id, &executor.name, &output, &executor.colony])
             .await
             .map(drop)
+    }
+
+    /// Per item: (process id, closed, why not).
+    pub async fn close_many(
+        &self,
+        executor: &Executor,
+        closes: &Value,
+    ) -> Result<Vec<(i64, bool, Option<String>)>> {
+        let rows = self
+            .query(CLOSE_MANY, &[&executor.name, closes, &executor.colony])
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
     }
 
     pub async fn fail_process(

@@ -15,6 +15,7 @@ pub const LISTENER_RECONNECTS: &str = "colony_listener_reconnects_total";
 pub const ASSIGN_SECONDS: &str = "colony_assign_seconds";
 pub const LONGPOLLS: &str = "colony_longpolls_total";
 pub const RELEASED: &str = "colony_released_processes_total";
+pub const DB_QUERIES: &str = "colony_db_queries_total";
 
 /// Installs the global recorder and describes every metric.
 pub fn install() -> PrometheusHandle {

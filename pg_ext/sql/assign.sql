@@ -17,10 +17,14 @@ BEGIN
 END
 $$;
 
+-- plan_cache_mode: with custom plans PL/pgSQL re-plans the statement below on every call
+-- (its cost estimate always favours a plan for the exact values), which measured ~1 ms of a
+-- ~1.1 ms call. The generic plan uses the same indexes: every key comes from an InitPlan.
 CREATE FUNCTION colony_assign.assign(colony text, executor text, max_count integer DEFAULT 1)
 RETURNS SETOF colony_assign.process
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 BEGIN
     IF max_count IS NULL OR max_count NOT BETWEEN 1 AND 1000 THEN

@@ -7,22 +7,28 @@
 CREATE FUNCTION colony_assign.authenticate(token text,
     OUT colony text, OUT executor text, OUT executor_type text, OUT location text)
 RETURNS SETOF record
-LANGUAGE sql STABLE SECURITY DEFINER
+LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
+AS $$
+BEGIN
+    RETURN QUERY
     SELECT e.colony, e.name, e.executor_type, e.location
     FROM colony_assign.executors e
     WHERE e.token_hash = sha256(convert_to(authenticate.token, 'UTF8'));
-END;
+END
+$$;
 
 -- Puts processes claimed by `executor` back to WAITING (no retry counted) and notifies their
 -- keys: for a long-poll whose response could not be delivered. Returns how many went back.
 CREATE FUNCTION colony_assign.release(colony text, executor text, process_ids bigint[]) RETURNS bigint
-LANGUAGE sql SECURITY DEFINER
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
-    SELECT colony_assign._requeue_running(release.colony, release.executor, coalesce(release.process_ids, '{}'));
-END;
+SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
+    RETURN colony_assign._requeue_running(colony, executor, coalesce(process_ids, '{}'));
+END
+$$;
 
 -- Catch-up: for each key (parallel arrays, one entry per key), how many processes are
 -- assignable right now, capped at `cap` (callers only need min(waiting, parked waiters)).
@@ -34,6 +40,7 @@ CREATE FUNCTION colony_assign.backlog(colonies text[], executor_types text[], lo
 RETURNS TABLE (key_index integer, waiting integer)
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 BEGIN ATOMIC
     SELECT k.i::integer, counted.n::integer
     FROM unnest(backlog.colonies, backlog.executor_types, backlog.locations, backlog.executors)

@@ -107,6 +107,7 @@ $$;
 CREATE FUNCTION colony_assign.heartbeat(colony text, executor text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 BEGIN
     PERFORM colony_assign._executor(colony, executor);

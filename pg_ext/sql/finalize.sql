@@ -14,6 +14,7 @@ GRANT USAGE ON SCHEMA colony_assign
 GRANT EXECUTE ON FUNCTION
     colony_assign.assign(text, text, integer),
     colony_assign.close(bigint, text, jsonb, text),
+    colony_assign.close_many(text, jsonb, text),
     colony_assign.fail(bigint, text, text[], text),
     colony_assign.channels(text, text),
     colony_assign.channel(text, text, text),
@@ -76,6 +77,8 @@ COMMENT ON FUNCTION colony_assign.assign(text, text, integer) IS
     'Claims up to max_count processes the executor may run (type, names, location; priority then age) with FOR UPDATE SKIP LOCKED, marks them RUNNING with deadlines and the executor alive. Empty when nothing is assignable or the colony is paused. Strict colonies serialize claims per type for exact order. Errors: 22023 max_count outside 1..1000, P0002 unknown colony or executor.';
 COMMENT ON FUNCTION colony_assign.close(bigint, text, jsonb, text) IS
     'Marks a RUNNING process SUCCESS with its output; only its assigned executor may (of the given colony, when one is given: executor names are unique per colony). Errors: P0002 unknown process, 55000 not running (e.g. closed twice), 42501 assigned to another executor or in another colony, 54000 output over 256 KiB.';
+COMMENT ON FUNCTION colony_assign.close_many(text, jsonb, text) IS
+    'Closes a batch (JSON array of {"id", "output"}, at most 1000) for one executor in one statement; returns per id whether it was closed and why not. Errors: 22023 malformed batch, 54000 too many or an output over 256 KiB.';
 COMMENT ON FUNCTION colony_assign.fail(bigint, text, text[], text) IS
     'Marks a RUNNING process FAILED with errors; only its assigned executor may. Errors as close().';
 COMMENT ON FUNCTION colony_assign.authenticate(text) IS

@@ -9,6 +9,7 @@ CREATE FUNCTION colony_assign.log(process_id bigint, executor text, message text
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     process_colony text;

@@ -12,6 +12,8 @@ CREATE FUNCTION colony_assign.reap(OUT requeued bigint, OUT failed bigint, OUT s
                                    OUT deleted bigint, OUT more boolean)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+SET jit = off
 AS $$
 DECLARE
     batch constant integer := colony_assign._reap_batch();
@@ -107,22 +109,31 @@ BEGIN
     -- A workflow's members go only once the whole workflow has finished, so a finished parent
     -- is still there when a sibling branch needs it.
     WITH doomed AS (
-        SELECT p.id
+        -- Per colony, a range scan of processes_finished_idx below the cutoff: nothing to read
+        -- when nothing is old enough. The workflow check is a correlated scalar subquery on
+        -- purpose: as NOT EXISTS the planner hashes every unfinished process, every pass.
+        SELECT old.id
         FROM colony_assign.colonies c
-        JOIN colony_assign.processes p
-          ON p.colony = c.name AND p.state >= 2 AND p.ended_at < now() - c.retention
-        WHERE p.workflow_id IS NULL
-           OR NOT EXISTS (SELECT FROM colony_assign.processes q WHERE q.workflow_id = p.workflow_id AND q.state < 2)
+        CROSS JOIN LATERAL (
+            SELECT p.id, p.workflow_id
+            FROM colony_assign.processes p
+            WHERE p.colony = c.name AND p.state >= 2 AND p.ended_at < now() - c.retention
+            ORDER BY p.ended_at
+            LIMIT batch
+            FOR UPDATE OF p SKIP LOCKED
+        ) AS old
+        WHERE old.workflow_id IS NULL
+           OR (SELECT 1 FROM colony_assign.processes q
+               WHERE q.workflow_id = old.workflow_id AND q.state < 2 LIMIT 1) IS NULL
         LIMIT batch
-        FOR NO KEY UPDATE OF p SKIP LOCKED
     ), gone AS (
         DELETE FROM colony_assign.processes p USING doomed d WHERE p.id = d.id AND p.state >= 2
-        RETURNING p.workflow_id
+        RETURNING p.id, p.workflow_id
     ), emptied AS (
         DELETE FROM colony_assign.workflows w
         WHERE w.id IN (SELECT g.workflow_id FROM gone g)
           AND NOT EXISTS (SELECT FROM colony_assign.processes q
-                          WHERE q.workflow_id = w.id AND q.id NOT IN (SELECT d.id FROM doomed d))
+                          WHERE q.workflow_id = w.id AND q.id NOT IN (SELECT g.id FROM gone g))
     )
     SELECT count(*) INTO deleted FROM gone;
     more := more OR deleted >= batch;

@@ -84,6 +84,7 @@ $$;
 CREATE FUNCTION colony_assign.submit_workflow(colony text, specs jsonb) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     n integer;

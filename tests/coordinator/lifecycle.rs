@@ -95,6 +95,47 @@ async fn workflows_heartbeats_and_logs_over_http() {
     assert_eq!(logs[0]["message"], "running join");
     assert_eq!(logs[0]["executor"], "e");
 
+    // Batched closes over HTTP: per-item results.
+    let ids: Vec<i64> = executor
+        .http
+        .post(coordinator.url("/v1/colonies/c/processes"))
+        .bearer_auth(&token)
+        .json(&json!([
+            spec("t", json!({}), json!({})),
+            spec("t", json!({}), json!({}))
+        ]))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    assert_eq!(executor.assign("c", 5, 10).await.len(), 2);
+    let results: Value = executor
+        .http
+        .post(coordinator.url("/v1/processes/close"))
+        .bearer_auth(&token)
+        .json(&json!([{"id": ids[0], "output": 1}, {"id": ids[1]}, {"id": order[0].1}]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        results["results"],
+        json!([
+            {"id": order[0].1, "closed": false, "error": "not running (it is SUCCESS)"},
+            {"id": ids[0], "closed": true},
+            {"id": ids[1], "closed": true}
+        ])
+    );
+
     // A bad workflow is a 400 naming the problem, and writes nothing.
     let before = e2e::fingerprint(&client).await;
     let response = executor

@@ -330,3 +330,64 @@ async fn paused_colony_assigns_nothing_until_resumed() {
         .unwrap();
     assert_eq!(assign(&client, "e", 1).await, vec![id]);
 }
+
+#[tokio::test]
+async fn close_many_closes_what_it_may_and_says_why_not_for_the_rest() {
+    let (_db, client) = setup("close_many").await;
+    add_executor(&client, "e", "t", None).await;
+    add_executor(&client, "other", "t", None).await;
+    let specs: Vec<_> = (0..4).map(|_| spec("t", json!({}), json!({}))).collect();
+    let ids = submit_many(&client, &specs).await;
+    assert_eq!(assign(&client, "e", 3).await, ids[..3].to_vec());
+    assert_eq!(assign(&client, "other", 1).await, vec![ids[3]]);
+    client
+        .execute("SELECT colony_assign.close($1, 'e')", &[&ids[2]])
+        .await
+        .unwrap();
+    let batch = json!([
+        {"id": ids[0], "output": {"n": 0}},
+        {"id": ids[1]},
+        {"id": ids[2]},
+        {"id": ids[3]},
+        {"id": 987654321},
+    ]);
+    let rows: Vec<(i64, bool, Option<String>)> = client
+        .query("SELECT * FROM colony_assign.close_many('e', $1)", &[&batch])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            (ids[0], true, None),
+            (ids[1], true, None),
+            (ids[2], false, Some("not running (it is SUCCESS)".into())),
+            (ids[3], false, Some("assigned to another executor".into())),
+            (987654321, false, Some("unknown process".into())),
+        ]
+    );
+    let output: serde_json::Value = client
+        .query_one(
+            "SELECT output FROM colony_assign.processes WHERE id = $1",
+            &[&ids[0]],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(output, json!({"n": 0}));
+    let before = e2e::fingerprint(&client).await;
+    for bad in [
+        json!({"id": 1}),
+        json!([{"id": "x"}]),
+        json!([{"id": 1, "extra": 2}]),
+        json!([7]),
+    ] {
+        let result = client
+            .query("SELECT * FROM colony_assign.close_many('e', $1)", &[&bad])
+            .await;
+        assert_eq!(e2e::sqlstate(result), "22023", "{bad}");
+    }
+    assert_eq!(e2e::fingerprint(&client).await, before);
+}

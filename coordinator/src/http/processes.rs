@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/colonies/{colony}/processes", post(submit))
+        .route("/v1/processes/close", post(close_many))
         .route("/v1/processes/{id}", get(process))
         .route("/v1/processes/{id}/close", post(close))
         .route("/v1/processes/{id}/fail", post(fail))
@@ -74,6 +75,34 @@ async fn close(
     let output = body.as_ref().and_then(|b| b.get("output"));
     state.db.close_process(id, &authed.0, output).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body `[{"id": 1, "output": ...}, ...]` (at most 1000) → 200
+/// `{"results": [{"id": 1, "closed": true}, {"id": 2, "closed": false, "error": "..."}]}`.
+async fn close_many(
+    State(state): State<AppState>,
+    authed: Authed,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>> {
+    let closes = match json_body(body, state.config.max_body_bytes)? {
+        Some(closes @ Value::Array(_)) => closes,
+        _ => {
+            return Err(Error::BadRequest(
+                "the body must be an array of {\"id\": ..., \"output\": ...}".into(),
+            ));
+        }
+    };
+    let results: Vec<Value> = state
+        .db
+        .close_many(&authed.0, &closes)
+        .await?
+        .into_iter()
+        .map(|(id, closed, error)| match error {
+            None => json!({"id": id, "closed": closed}),
+            Some(error) => json!({"id": id, "closed": closed, "error": error}),
+        })
+        .collect();
+    Ok(Json(json!({ "results": results })))
 }
 
 /// Body `{"errors": ["...", ...]}` → 204.

@@ -158,6 +158,21 @@ impl Listener {
     }
 }
 
+impl Listener {
+    /// The next notification on any channel but the marker, within the deadline.
+    pub async fn next(&mut self) -> Notification {
+        loop {
+            let n = tokio::time::timeout(DEADLINE, self.rx.recv())
+                .await
+                .expect("a notification within the deadline")
+                .expect("listener connection alive");
+            if n.channel() != self.marker {
+                return n;
+            }
+        }
+    }
+}
+
 /// A digest of everything in the extension's tables, to show a failed call changed nothing.
 pub async fn fingerprint(client: &Client) -> String {
     client

@@ -17,7 +17,7 @@ use crate::auth::TokenCache;
 use crate::config::Config;
 use crate::db::{self, Db, Executor};
 use crate::metrics as m;
-use colony_proto::{CONTROL_CHANNEL, Key, executor_keys, parse_wake_payload};
+use colony_proto::{CATCHUP_CHANNEL, CONTROL_CHANNEL, Key, executor_keys, parse_wake_payload};
 use futures_util::StreamExt;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -362,9 +362,14 @@ impl Inner {
         }
     }
 
-    fn dispatch(&self, channel: &str, payload: &str) {
+    fn dispatch(self: &Arc<Self>, channel: &str, payload: &str) {
         if channel == CONTROL_CHANNEL {
             self.control(payload);
+            return;
+        }
+        if channel == CATCHUP_CHANNEL {
+            // The database's relay dropped notifications (its table was full): look now.
+            tokio::spawn(self.clone().catch_up("overflow"));
             return;
         }
         let n = parse_wake_payload(payload);
@@ -403,12 +408,12 @@ impl Inner {
         }
     }
 
-    /// Channels to LISTEN on after (re)connecting: the control channel and every channel
-    /// someone waits on. Channels nobody waits on are forgotten.
+    /// Channels to LISTEN on after (re)connecting: the control and catch-up channels and every
+    /// channel someone waits on. Channels nobody waits on are forgotten.
     fn channels_to_relisten(&self) -> Vec<String> {
         let mut registry = lock(&self.registry);
         registry.channels.retain(|_, c| !c.waiters.is_empty());
-        let mut names = vec![CONTROL_CHANNEL.to_owned()];
+        let mut names = vec![CONTROL_CHANNEL.to_owned(), CATCHUP_CHANNEL.to_owned()];
         for (name, channel) in registry.channels.iter_mut() {
             if let ListenState::Active | ListenState::Unlistened = channel.state {
                 channel.state = ListenState::Requested(Vec::new());

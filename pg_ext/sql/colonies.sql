@@ -10,7 +10,6 @@
 -- Raises P0002 when the colony does not exist; returns its row otherwise.
 CREATE FUNCTION colony_assign._colony(colony text) RETURNS colony_assign.colonies
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     found_colony colony_assign.colonies;
@@ -28,7 +27,6 @@ $$;
 -- else that may have left waiters asleep). Returns how many processes that covers.
 CREATE FUNCTION colony_assign._wake_colony(colony text) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     total bigint := 0;

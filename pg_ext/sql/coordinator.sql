@@ -24,6 +24,7 @@ CREATE FUNCTION colony_assign.release(colony text, executor text, process_ids bi
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
+SET jit = off
 AS $$
 BEGIN
     RETURN colony_assign._requeue_running(colony, executor, coalesce(process_ids, '{}'));
@@ -41,6 +42,7 @@ RETURNS TABLE (key_index integer, waiting integer)
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
+SET jit = off
 BEGIN ATOMIC
     SELECT k.i::integer, counted.n::integer
     FROM unnest(backlog.colonies, backlog.executor_types, backlog.locations, backlog.executors)
@@ -70,11 +72,12 @@ BEGIN ATOMIC
     WHERE counted.n > 0;
 END;
 
--- Whether this database's background reaper is running (coordinators reap themselves when not).
+-- Whether this database's background worker (relay and reaper) is running; coordinators reap
+-- themselves when it is not.
 CREATE FUNCTION colony_assign.worker_active() RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
     SELECT EXISTS (SELECT FROM pg_stat_activity a
-                   WHERE a.backend_type = 'colony_assign reaper' AND a.datname = current_database());
+                   WHERE a.backend_type = 'colony_assign worker' AND a.datname = current_database());
 END;

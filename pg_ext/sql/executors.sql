@@ -3,7 +3,6 @@
 -- Raises P0002 when the executor is not registered in the colony; returns its row otherwise.
 CREATE FUNCTION colony_assign._executor(colony text, executor text) RETURNS colony_assign.executors
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     found_executor colony_assign.executors;
@@ -26,7 +25,6 @@ $$;
 CREATE FUNCTION colony_assign._requeue_running(colony text, executor text, only_ids bigint[] DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     requeued bigint;
@@ -108,6 +106,7 @@ CREATE FUNCTION colony_assign.heartbeat(colony text, executor text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
+SET jit = off
 AS $$
 BEGIN
     PERFORM colony_assign._executor(colony, executor);

@@ -7,6 +7,11 @@
 -- Functions called per request are PL/pgSQL, not LANGUAGE sql: a (non-inlined) SQL function
 -- reads and plans its body again on every call, PL/pgSQL caches its plans per session. On the
 -- assign+close cycle that difference was most of the CPU time.
+--
+-- Only the public entry points carry SET clauses (search_path, generic plans, no JIT). The
+-- internal _functions are executable by the owner alone and always run beneath an entry point,
+-- whose settings they inherit; a SET clause on each of them cost a GUC save/restore and a
+-- search-path recomputation per nested call.
 
 --------------------------------------------------------------------------------
 -- Internal helpers
@@ -29,7 +34,6 @@ RETURN (ARRAY['WAITING', 'RUNNING', 'SUCCESS', 'FAILED', 'CANCELLED'])[state + 1
 -- matched no row.
 CREATE FUNCTION colony_assign._explain_not_running(process_id bigint, executor text, colony text) RETURNS void
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     p colony_assign.processes;
@@ -53,7 +57,6 @@ $$;
 -- every call into a write of its row.
 CREATE FUNCTION colony_assign._touch(colony text, executor text) RETURNS void
 LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     UPDATE colony_assign.executors e SET last_seen = now(), stale_since = NULL
@@ -68,7 +71,6 @@ $$;
 CREATE FUNCTION colony_assign._wake_group(colony text, executor_type text, location text,
                                           executor_names text[], n bigint) RETURNS integer
 LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF executor_names IS NOT NULL THEN
@@ -88,7 +90,6 @@ $$;
 CREATE FUNCTION colony_assign._check_specs(colony text, specs jsonb, single boolean, in_workflow boolean)
 RETURNS void
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     problem text;
@@ -126,7 +127,6 @@ $$;
 CREATE FUNCTION colony_assign._insert_specs(colony text, specs jsonb, workflow_id bigint DEFAULT NULL,
                                             pending integer[] DEFAULT NULL) RETURNS bigint[]
 LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     ids bigint[];
@@ -177,7 +177,6 @@ $$;
 -- Validates and inserts standalone specs (a JSON array) in one transaction.
 CREATE FUNCTION colony_assign._submit(colony text, specs jsonb, single boolean) RETURNS bigint[]
 LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM colony_assign._colony(colony);
@@ -194,6 +193,7 @@ CREATE FUNCTION colony_assign.submit(colony text, spec jsonb) RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
+SET jit = off
 AS $$
 BEGIN
     RETURN (colony_assign._submit(colony, jsonb_build_array(spec), true))[1];
@@ -204,6 +204,7 @@ CREATE FUNCTION colony_assign.submit_many(colony text, specs jsonb) RETURNS SETO
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
+SET jit = off
 AS $$
 BEGIN
     RETURN QUERY SELECT unnest(colony_assign._submit(colony, specs, false));
@@ -215,7 +216,6 @@ $$;
 CREATE FUNCTION colony_assign._finish(process_id bigint, executor text, colony text, new_state integer,
                                       output jsonb, errors text[]) RETURNS void
 LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     finished_colony text;
@@ -255,6 +255,7 @@ CREATE FUNCTION colony_assign.close(process_id bigint, executor text, output jso
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
+SET jit = off
 AS $$
 BEGIN
     PERFORM colony_assign._finish(process_id, executor, colony, 2, output, NULL);
@@ -266,6 +267,7 @@ CREATE FUNCTION colony_assign.fail(process_id bigint, executor text, errors text
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
+SET jit = off
 AS $$
 BEGIN
     PERFORM colony_assign._finish(process_id, executor, colony, 3, NULL, coalesce(errors, '{}'));
@@ -276,6 +278,7 @@ CREATE FUNCTION colony_assign.cancel(process_id bigint) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
+SET jit = off
 AS $$
 DECLARE
     current_state integer;
@@ -322,6 +325,7 @@ RETURNS TABLE (process_id bigint, closed boolean, error text)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
+SET jit = off
 AS $$
 DECLARE
     bad bigint;

@@ -9,7 +9,6 @@
 -- and releases (inputs + notification) those whose last parent this was. Returns how many.
 CREATE FUNCTION colony_assign._release_children(child_ids bigint[]) RETURNS integer
 LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     ready bigint[];
@@ -49,7 +48,6 @@ $$;
 -- with an error naming the ancestor that ended it. Returns how many.
 CREATE FUNCTION colony_assign._end_descendants(ended bigint[], new_state integer) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     count bigint;
@@ -85,6 +83,7 @@ CREATE FUNCTION colony_assign.submit_workflow(colony text, specs jsonb) RETURNS 
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
+SET jit = off
 AS $$
 DECLARE
     n integer;

@@ -6,7 +6,9 @@
 //!   through the `colony-proto` crate;
 //! - [`notify`]: per-transaction NOTIFY coalescing (one NOTIFY per key per transaction,
 //!   payload = count), which needs transaction and subtransaction callbacks;
-//! - [`worker`]: the background launcher and per-database reapers;
+//! - [`relay`]: hands notifications to a background worker after commit, so submitters never
+//!   take PostgreSQL's global NOTIFY commit lock;
+//! - [`worker`]: the background launcher and per-database workers (relay and reaper);
 //! - [`workflow`]: cycle detection for submitted DAGs.
 
 use pgrx::prelude::*;
@@ -14,6 +16,7 @@ use pgrx::prelude::*;
 mod channel;
 mod error;
 mod notify;
+mod relay;
 mod worker;
 mod workflow;
 
@@ -58,6 +61,7 @@ pgrx::extension_sql_file!(
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     notify::init();
+    relay::init();
     worker::init();
 }
 

@@ -22,6 +22,8 @@ type Pending = HashMap<(i32, String), u64>;
 thread_local! {
     // A backend is single-threaded; thread_local is simply "this backend's".
     static PENDING: RefCell<Pending> = RefCell::new(HashMap::new());
+    // Set at pre-commit when the counts go to the relay after commit instead of NOTIFY.
+    static HANDED_TO_RELAY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 unsafe extern "C-unwind" {
@@ -90,11 +92,25 @@ fn _wake(
 unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
     use pg_sys::XactEvent::*;
     match event {
-        // Still inside the transaction: queue one NOTIFY per channel. PostgreSQL sends them
-        // only if the commit succeeds. (PREPARE TRANSACTION with pending notifications is
-        // refused by PostgreSQL itself, which is the right answer.)
-        XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => send_pending(),
+        // Still inside the transaction: either leave the counts for the relay (see relay.rs),
+        // or queue one NOTIFY per channel, which PostgreSQL sends only if the commit succeeds.
+        XACT_EVENT_PRE_COMMIT if PENDING.with_borrow(|p| !p.is_empty()) => {
+            if crate::relay::available() {
+                HANDED_TO_RELAY.set(true);
+            } else {
+                send_pending();
+            }
+        }
+        // PREPARE TRANSACTION with pending notifications is refused by PostgreSQL itself,
+        // which is the right answer.
+        XACT_EVENT_PRE_PREPARE => send_pending(),
+        // Committed: hand the counts over. Nothing here may raise an error.
+        XACT_EVENT_COMMIT if HANDED_TO_RELAY.replace(false) => {
+            let per_channel = coalesce(PENDING.with_borrow_mut(std::mem::take));
+            crate::relay::hand_over(per_channel.iter().map(|(c, n)| (c.as_str(), *n)));
+        }
         XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => {
+            HANDED_TO_RELAY.set(false);
             PENDING.with_borrow_mut(HashMap::clear);
         }
         _ => {}
@@ -129,23 +145,29 @@ unsafe extern "C-unwind" fn on_subxact(
     });
 }
 
-fn send_pending() {
-    let pending = PENDING.with_borrow_mut(std::mem::take);
-    if pending.is_empty() {
-        return;
-    }
+/// Sums the counts of all (sub)transaction levels per channel.
+fn coalesce(pending: Pending) -> HashMap<String, u64> {
     let mut per_channel: HashMap<String, u64> = HashMap::with_capacity(pending.len());
     for ((_, channel), n) in pending {
         *per_channel.entry(channel).or_default() += n;
     }
-    for (channel, n) in per_channel {
-        // Channel names are hex/ASCII from colony-proto and payloads are digits: no NULs.
-        let channel = CString::new(channel).expect("channel names contain no NUL");
-        let payload = CString::new(wake_payload(n)).expect("payloads contain no NUL");
-        // SAFETY: valid C strings (Async_Notify copies them into transaction memory), called
-        // on the backend's main thread, with PostgreSQL errors turned into Rust panics.
-        unsafe {
-            pg_sys::ffi::pg_guard_ffi_boundary(|| Async_Notify(channel.as_ptr(), payload.as_ptr()))
-        };
+    per_channel
+}
+
+fn send_pending() {
+    for (channel, n) in coalesce(PENDING.with_borrow_mut(std::mem::take)) {
+        notify_now(&channel, &wake_payload(n));
     }
+}
+
+/// Queues a NOTIFY in the current transaction (sent at its commit).
+pub fn notify_now(channel: &str, payload: &str) {
+    // Channel names are hex/ASCII from colony-proto and payloads are digits: no NULs.
+    let channel = CString::new(channel).expect("channel names contain no NUL");
+    let payload = CString::new(payload).expect("payloads contain no NUL");
+    // SAFETY: valid C strings (Async_Notify copies them into transaction memory), called on the
+    // backend's main thread, with PostgreSQL errors turned into Rust panics.
+    unsafe {
+        pg_sys::ffi::pg_guard_ffi_boundary(|| Async_Notify(channel.as_ptr(), payload.as_ptr()))
+    };
 }

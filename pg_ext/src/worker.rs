@@ -3,10 +3,11 @@
 //! - one **launcher** per cluster. It connects to `colony_assign.launcher_database` (default
 //!   `postgres`), lists the databases that accept connections every 10 s, and starts a reaper
 //!   for each one that has none yet;
-//! - one **reaper** per database. It exits at once (and is tried again by the launcher 10 s
+//! - one **worker** per database. It exits at once (and is tried again by the launcher 10 s
 //!   later) when the database has no colony_assign extension or `colony_assign.reap_interval`
-//!   is 0 for it; otherwise it calls `colony_assign.reap()` every `reap_interval` — at once
-//!   again while a pass reports more to do.
+//!   is 0 for it. Otherwise it relays notifications (relay.rs) as soon as its latch is set,
+//!   and calls `colony_assign.reap()` every `reap_interval` — at once again while a pass
+//!   reports more to do.
 //!
 //! `reap()` is compare-and-set, so the reaper may run next to coordinators that reap too.
 //! Note for operators: a reaper keeps a connection to its database, so `DROP DATABASE` needs
@@ -21,7 +22,7 @@ use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::prelude::*;
 use std::collections::HashMap;
 use std::ffi::CString;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Milliseconds between reap() passes in each database; 0 turns the reaper off (settable per
 /// database with ALTER DATABASE ... SET).
@@ -32,7 +33,7 @@ static LAUNCHER_DATABASE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"postgres"));
 
 const LAUNCHER_NAPTIME: Duration = Duration::from_secs(10);
-const REAPER_TYPE: &str = "colony_assign reaper";
+const WORKER_TYPE: &str = "colony_assign worker";
 
 pub fn init() {
     GucRegistry::define_int_guc(
@@ -122,10 +123,10 @@ pub extern "C-unwind" fn colony_assign_launcher_main(_arg: pg_sys::Datum) {
         waiting.sort_by_key(|oid| last_tried.get(oid).copied().unwrap_or(0));
         for oid in waiting {
             last_tried.insert(oid, round);
-            let started = BackgroundWorkerBuilder::new(&format!("colony_assign reaper {oid}"))
-                .set_type(REAPER_TYPE)
+            let started = BackgroundWorkerBuilder::new(&format!("colony_assign worker {oid}"))
+                .set_type(WORKER_TYPE)
                 .set_library("colony_assign")
-                .set_function("colony_assign_reaper_main")
+                .set_function("colony_assign_worker_main")
                 .set_argument(pg_sys::Oid::from(oid).into_datum())
                 .enable_spi_access()
                 .set_restart_time(None)
@@ -156,7 +157,7 @@ pub extern "C-unwind" fn colony_assign_launcher_main(_arg: pg_sys::Datum) {
 
 #[pg_guard]
 #[unsafe(no_mangle)]
-pub extern "C-unwind" fn colony_assign_reaper_main(arg: pg_sys::Datum) {
+pub extern "C-unwind" fn colony_assign_worker_main(arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     // SAFETY: the launcher passed the database oid as this worker's argument.
     let Some(oid) = (unsafe { pg_sys::Oid::from_datum(arg, false) }) else {
@@ -168,35 +169,67 @@ pub extern "C-unwind" fn colony_assign_reaper_main(arg: pg_sys::Datum) {
             "SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'colony_assign')",
         )
     });
-    if installed != Ok(Some(true)) {
+    if installed != Ok(Some(true)) || REAP_INTERVAL_MS.get() <= 0 {
         return; // nothing to do here; the launcher looks again later
     }
+    let relaying = crate::relay::register();
+    let mut next_reap = Instant::now();
     loop {
-        let interval = REAP_INTERVAL_MS.get();
-        if interval <= 0 {
-            return;
+        if relaying {
+            relay_pending();
         }
-        // A failing pass raises an ERROR, which ends this worker; the launcher starts a new
-        // one on its next round.
-        let more = BackgroundWorker::transaction(|| {
-            Spi::get_one::<bool>("SELECT more FROM colony_assign.reap()")
-        })
-        .unwrap_or_else(|e| {
-            warning!("colony_assign reaper: {e}");
-            None
-        })
-        .unwrap_or(false);
-        let wait = if more {
-            Duration::ZERO
-        } else {
-            Duration::from_millis(interval as u64)
-        };
+        let interval = Duration::from_millis(REAP_INTERVAL_MS.get().max(1) as u64);
+        if Instant::now() >= next_reap {
+            // A failing pass raises an ERROR, which ends this worker; the launcher starts a
+            // new one on its next round.
+            let more = BackgroundWorker::transaction(|| {
+                Spi::get_one::<bool>("SELECT more FROM colony_assign.reap()")
+            })
+            .unwrap_or_else(|e| {
+                warning!("colony_assign worker: {e}");
+                None
+            })
+            .unwrap_or(false);
+            next_reap = if more {
+                Instant::now()
+            } else {
+                Instant::now() + interval
+            };
+        }
+        let wait = next_reap.saturating_duration_since(Instant::now());
         if !BackgroundWorker::wait_latch(Some(wait)) {
-            return;
+            break;
         }
         if BackgroundWorker::sighup_received() {
-            // SAFETY: as in the launcher.
+            // SAFETY: reloading the configuration file in the worker's main loop, as PostgreSQL's own workers do.
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
+    }
+    if relaying {
+        crate::relay::unregister();
+        relay_pending(); // whatever arrived while stopping
+    }
+}
+
+/// Sends what committed transactions handed over, in one transaction of the worker's own.
+/// Its commit need not wait for the WAL flush: a notification is a hint, and listeners see it
+/// as soon as the commit is visible.
+fn relay_pending() {
+    let (counts, overflow) = crate::relay::take();
+    if counts.is_empty() && !overflow {
+        return;
+    }
+    let sent = BackgroundWorker::transaction(|| -> Result<(), pgrx::spi::Error> {
+        Spi::run("SET LOCAL synchronous_commit = off")?;
+        for (channel, n) in &counts {
+            crate::notify::notify_now(channel, &colony_proto::wake_payload(*n));
+        }
+        if overflow {
+            crate::notify::notify_now(colony_proto::CATCHUP_CHANNEL, "");
+        }
+        Ok(())
+    });
+    if let Err(e) = sent {
+        warning!("colony_assign worker: relaying notifications failed: {e}");
     }
 }

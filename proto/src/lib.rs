@@ -21,6 +21,10 @@ pub const CHANNEL_LEN: usize = 37;
 /// removed). It is fixed so every replica can LISTEN before it knows any executor.
 pub const CONTROL_CHANNEL: &str = "ca_control";
 
+/// Tells the coordinators that notifications were dropped (the relay's table was full) and they
+/// should run their catch-up check now rather than at the next interval.
+pub const CATCHUP_CHANNEL: &str = "ca_catchup";
+
 /// A wake-up key: who can take the processes a notification announces.
 ///
 /// DESIGN.md: a process with location L notifies only L's key; a location-less process notifies

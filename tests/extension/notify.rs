@@ -266,3 +266,98 @@ async fn every_path_that_makes_work_assignable_notifies() {
         vec![(location("A"), "2".into())]
     );
 }
+
+/// With the extension preloaded and the database's worker running, committed counts reach
+/// listeners through the worker (so submitters never take the NOTIFY commit lock), still one
+/// per key, and rolled-back work still notifies nothing.
+#[tokio::test]
+async fn the_worker_relays_notifications_after_commit() {
+    let db = e2e::TestDb::with_reaper("notify_relay", 1000).await;
+    let client = db.client().await;
+    client
+        .execute("SELECT colony_assign.add_colony('c')", &[])
+        .await
+        .unwrap();
+    e2e::eventually("the database's worker runs", || async {
+        client
+            .query_one("SELECT colony_assign.worker_active()", &[])
+            .await
+            .unwrap()
+            .get::<_, bool>(0)
+    })
+    .await;
+    let worker_pid: i32 = client
+        .query_one("SELECT pid FROM pg_stat_activity WHERE backend_type = 'colony_assign worker' AND datname = current_database()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let probe = Key::Location {
+        colony: "c",
+        executor_type: "t",
+        location: "probe",
+    }
+    .channel();
+    let mut listener = db
+        .listener(&[location("A"), location("B"), broadcast(), probe.clone()])
+        .await;
+
+    // Rolled back: nothing. Then a committed probe: it is the first thing to arrive.
+    let mut tx_client = db.client().await;
+    let tx = tx_client.transaction().await.unwrap();
+    tx.query_one(
+        "SELECT colony_assign.submit('c', $1)",
+        &[&spec("t", json!({}), json!({}))],
+    )
+    .await
+    .unwrap();
+    tx.rollback().await.unwrap();
+    submit(
+        &client,
+        &spec("t", json!({"locationname": "probe"}), json!({})),
+    )
+    .await;
+    let first = listener.next().await;
+    assert_eq!((first.channel(), first.payload()), (probe.as_str(), "1"));
+    assert_eq!(
+        first.process_id(),
+        worker_pid,
+        "sent by the worker, not by the submitter"
+    );
+
+    // 1,000 over three keys in one transaction: three notifications with the counts.
+    let specs: Vec<_> = (0..1000)
+        .map(|i| match i % 10 {
+            0..=4 => spec("t", json!({"locationname": "A"}), json!({})),
+            5..=7 => spec("t", json!({"locationname": "B"}), json!({})),
+            _ => spec("t", json!({}), json!({})),
+        })
+        .collect();
+    client
+        .query(
+            "SELECT colony_assign.submit_many('c', $1)",
+            &[&serde_json::Value::Array(specs)],
+        )
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let n = listener.next().await;
+        assert_eq!(n.process_id(), worker_pid);
+        got.push((n.channel().to_owned(), n.payload().to_owned()));
+    }
+    got.sort();
+    let mut want = vec![
+        (location("A"), "500".to_owned()),
+        (location("B"), "300".to_owned()),
+        (broadcast(), "200".to_owned()),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+    // And nothing else was sent for them: the next thing to arrive is a new probe.
+    submit(
+        &client,
+        &spec("t", json!({"locationname": "probe"}), json!({})),
+    )
+    .await;
+    assert_eq!(listener.next().await.channel(), probe);
+}

@@ -1,0 +1,245 @@
+//! Scenario 6 (and issue 2's 1M-waiting figure): assign latency at growing queue depth over
+//! 20 types x 10 locations, then every one of the processes through the system end to end,
+//! with retention and vacuum keeping the table small.
+
+use super::floor::{CLIENTS, closed_loop_keeping, sql_cycles};
+use crate::env::{Bench, connect, counter, spinner};
+use crate::measure::{Latencies, ms, rate, ratio};
+use crate::report::{Section, Table, line_plot, target};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+const TYPES: usize = 20;
+const LOCATIONS: usize = 10;
+
+fn specs(from: usize, count: usize) -> Value {
+    Value::Array(
+        (from..from + count)
+            .map(|i| json!({"funcname": "f", "maxexectime": 3600, "conditions": {
+                "executortype": format!("t{}", i % TYPES), "locationname": format!("l{}", (i / TYPES) % LOCATIONS)}}))
+            .collect(),
+    )
+}
+
+pub async fn run(b: &Bench) -> Section {
+    let depths = &b.size.scale_depths;
+    let mut section = Section::new(
+        "scale",
+        "6. Scale: queue depth, and a million processes end to end",
+        &format!(
+            "Waiting processes spread over {TYPES} executor types x {LOCATIONS} locations; one executor per \
+             (type, location). Depth: {} assign() calls from one SQL client (prepared, autocommit, each followed by \
+             close()) at each depth, cycling over the executors. End to end: {} processes drained by {CLIENTS} \
+             SQL-direct clients (assign + close) with the colony's retention at 60 s, so the background reaper deletes \
+             finished processes as they age and autovacuum keeps up; rate and assign latency per 10 s window.",
+            b.size.scale_samples, b.size.scale_e2e
+        ),
+    );
+    let db = b.fresh_db("scale").await;
+    let executors: Vec<String> = {
+        let client = db.client().await;
+        let mut names = Vec::new();
+        for t in 0..TYPES {
+            for l in 0..LOCATIONS {
+                let name = format!("e-t{t}-l{l}");
+                client
+                    .execute(
+                        "SELECT colony_assign.add_executor('bench', $1, $2, $3)",
+                        &[&name, &format!("t{t}"), &format!("l{l}")],
+                    )
+                    .await
+                    .unwrap();
+                names.push(name);
+            }
+        }
+        names
+    };
+    let client = connect(&db.conninfo).await;
+    let submit = client
+        .prepare("SELECT count(*) FROM colony_assign.submit_many('bench', $1)")
+        .await
+        .unwrap();
+    let assign = client
+        .prepare("SELECT id FROM colony_assign.assign('bench', $1)")
+        .await
+        .unwrap();
+    let close = client
+        .prepare("SELECT colony_assign.close($1, $2)")
+        .await
+        .unwrap();
+    let waiting = client
+        .prepare("SELECT waiting FROM colony_assign.stats('bench')")
+        .await
+        .unwrap();
+    let mut submitted = 0usize;
+    let mut depth_table = Table::new("", &["waiting", "assign p50 ms", "assign p99 ms", "max ms"]);
+    let mut p99s = Vec::new();
+    for &depth in depths {
+        let current: i64 = client.query_one(&waiting, &[]).await.unwrap().get(0);
+        let missing = depth.saturating_sub(current as usize);
+        let bar = counter(missing as u64, format!("scale: loading to {depth} waiting"));
+        let mut left = missing;
+        while left > 0 {
+            let n = left.min(10_000);
+            client
+                .query_one(&submit, &[&specs(submitted, n)])
+                .await
+                .unwrap();
+            submitted += n;
+            left -= n;
+            bar.inc(n as u64);
+        }
+        bar.finish_and_clear();
+        db.vacuum().await;
+        let bar = spinner(format!(
+            "scale: {} assigns at depth {depth}",
+            b.size.scale_samples
+        ));
+        let mut latencies = Latencies::default();
+        for i in 0..b.size.scale_samples {
+            let name = &executors[(i * 7) % executors.len()];
+            let t0 = Instant::now();
+            if let Some(row) = client.query_opt(&assign, &[name]).await.unwrap() {
+                latencies.record(t0.elapsed());
+                let id: i64 = row.get(0);
+                client.execute(&close, &[&id, name]).await.unwrap();
+            }
+        }
+        bar.finish_and_clear();
+        depth_table.row(vec![
+            depth.to_string(),
+            ms(latencies.p(50.0)),
+            ms(latencies.p(99.0)),
+            ms(latencies.max()),
+        ]);
+        p99s.push((depth, latencies.p(99.0), latencies.summary()));
+    }
+    section.tables.push(depth_table);
+    let (first, last) = (p99s.first().unwrap(), p99s.last().unwrap());
+    section.targets.push(target(
+        &format!("assign p99 at {} vs at {} waiting", last.0, first.0),
+        "<= 1.5x",
+        format!(
+            "{}x ({} ms vs {} ms)",
+            ratio(last.1 / first.1),
+            ms(last.1),
+            ms(first.1)
+        ),
+        last.1 <= first.1 * 1.5,
+    ));
+
+    // End to end: top up to the e2e count, then drain with 50 clients.
+    let target_total = b.size.scale_e2e;
+    let current: i64 = client.query_one(&waiting, &[]).await.unwrap().get(0);
+    let mut left = target_total.saturating_sub(current as usize);
+    while left > 0 {
+        let n = left.min(10_000);
+        client
+            .query_one(&submit, &[&specs(submitted, n)])
+            .await
+            .unwrap();
+        submitted += n;
+        left -= n;
+    }
+    client
+        .execute(
+            "SELECT colony_assign.configure('bench', retention => interval '60 seconds')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let total: i64 = client.query_one(&waiting, &[]).await.unwrap().get(0);
+    let bar = counter(total as u64, "scale: end to end".into());
+    // Each client owns executors of several (type, location) pairs, so no pair goes unserved.
+    let started = Instant::now();
+    let mut windows: Vec<(f64, f64, f64, i64)> = Vec::new(); // (t, completed/s, assign p99 ms, dead tuples)
+    let window = Duration::from_secs(10).min(b.size.measure * 2);
+    let mut cycles = Vec::new();
+    for chunk in executors.chunks(executors.len().div_ceil(CLIENTS)) {
+        let mut rotating = sql_cycles(&db.conninfo, chunk).await;
+        let mut k = 0usize;
+        cycles.push(Box::new(move || {
+            k = (k + 1) % rotating.len();
+            (rotating[k])()
+        }) as super::floor::Cycle);
+    }
+    loop {
+        let (per_second, latencies, back) = closed_loop_keeping(window, cycles).await;
+        cycles = back;
+        let left: i64 = client.query_one(&waiting, &[]).await.unwrap().get(0);
+        let dead: i64 = client
+            .query_one("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'colony_assign.processes'::regclass", &[])
+            .await
+            .unwrap()
+            .get(0);
+        windows.push((
+            started.elapsed().as_secs_f64(),
+            per_second,
+            latencies.p(99.0),
+            dead,
+        ));
+        bar.set_position((total - left) as u64);
+        if left == 0 || per_second == 0.0 {
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    let tenth = (windows.len() / 10).max(1);
+    let avg = |w: &[(f64, f64, f64, i64)]| w.iter().map(|x| x.2).sum::<f64>() / w.len() as f64;
+    // The last window can be a partial one at the very end of the queue; leave it out.
+    let body = &windows[..windows.len().saturating_sub(1).max(1)];
+    let (start_p99, end_p99) = (
+        avg(&body[..tenth.min(body.len())]),
+        avg(&body[body.len().saturating_sub(tenth)..]),
+    );
+    let mut e2e = Table::new(
+        "",
+        &[
+            "processes",
+            "seconds",
+            "sustained completions/s",
+            "assign p99, first 10% of windows",
+            "assign p99, last 10%",
+        ],
+    );
+    e2e.row(vec![
+        total.to_string(),
+        format!("{seconds:.0}"),
+        rate(total as f64 / seconds),
+        format!("{} ms", ms(start_p99)),
+        format!("{} ms", ms(end_p99)),
+    ]);
+    section.tables.push(e2e);
+    section.targets.push(target(
+        "end-to-end assign p99, end vs start",
+        "<= 1.5x",
+        format!("{}x", ratio(end_p99 / start_p99)),
+        end_p99 <= start_p99 * 1.5,
+    ));
+    let plot = b.out_dir.join("scale-e2e.svg");
+    line_plot(
+        &plot,
+        "1M end to end: completions/s and assign p99 per window",
+        "seconds",
+        "completions/s | p99 µs",
+        &[
+            (
+                "completions/s".into(),
+                windows.iter().map(|w| (w.0, w.1)).collect(),
+            ),
+            (
+                "assign p99 (µs)".into(),
+                windows.iter().map(|w| (w.0, w.2 * 1000.0)).collect(),
+            ),
+        ],
+    );
+    section.plots.push(format!(
+        "bench/{}",
+        plot.file_name().unwrap().to_string_lossy()
+    ));
+    section.raw = json!({"depths": p99s.iter().map(|(d, _, s)| json!({"waiting": d, "assign": s})).collect::<Vec<_>>(),
+        "e2e": {"processes": total, "seconds": seconds, "windows": windows}});
+    b.drop_db(&db).await;
+    section
+}

@@ -1,0 +1,347 @@
+//! Scenario 3 (and issue 3's figures): submit-commit → executor-receives latency with idle
+//! executors of one type at 4 locations over 3 replicas, for location-specific, location-less
+//! and name-targeted processes submitted one at a time; wrong wakes counted by every replica.
+//! The same for SQL-direct executors (LISTEN + assign), for comparison.
+
+use crate::env::{
+    Bench, HttpExecutor, Poll, Replica, connect, connect_listening, spec, spinner, total,
+};
+use crate::measure::{Latencies, ms, rate};
+use crate::report::{Section, Table, target};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+const LOCATIONS: [&str; 4] = ["edge", "cloud", "hpc", "lab"];
+const REPLICAS: usize = 3;
+const PER_LOCATION_PER_REPLICA: usize = 2;
+
+struct Received {
+    id: i64,
+    at: Instant,
+    executor: String,
+    location: Option<String>,
+}
+
+pub async fn run(b: &Bench) -> Section {
+    let count = b.size.wake_count;
+    let mut section = Section::new(
+        "wakeup",
+        "3. Wake-up latency: submit-commit to executor-receives",
+        &format!(
+            "{} idle executors of one type ({PER_LOCATION_PER_REPLICA} per location per replica, locations {LOCATIONS:?}) \
+             long-poll {REPLICAS} replicas. {count} processes of each kind are submitted one at a time (the next only \
+             after the previous was received and its executor parked again). Latency runs from just before the submit \
+             statement is sent (so it includes the submit itself) to the moment the executor has the response. \
+             SQL-direct: one executor per location LISTENing on `channels()` and calling `assign()` on a notification.",
+            LOCATIONS.len() * REPLICAS * PER_LOCATION_PER_REPLICA
+        ),
+    );
+    let bar = spinner("wake-up: starting replicas and executors".into());
+    let db = b.fresh_db("wakeup").await;
+    let mut replicas = Vec::new();
+    for r in 0..REPLICAS {
+        replicas.push(Replica::start(b, &db, &format!("wake-{r}"), &[]).await);
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel::<Received>();
+    let mut executors = Vec::new();
+    let mut names_by_location: Vec<(String, &str)> = Vec::new();
+    for (r, replica) in replicas.iter().enumerate() {
+        for location in LOCATIONS {
+            for (name, token) in db
+                .executors(
+                    PER_LOCATION_PER_REPLICA,
+                    &format!("{location}-r{r}-"),
+                    "t",
+                    Some(location),
+                )
+                .await
+            {
+                names_by_location.push((name.clone(), location));
+                let executor = HttpExecutor::new(replica, &name, &token);
+                let tx = tx.clone();
+                executors.push(tokio::spawn(async move {
+                    loop {
+                        if let Poll::Got(processes) = executor.assign(30, 1).await {
+                            for p in processes {
+                                let id = p["id"].as_i64().unwrap();
+                                let _ = tx.send(Received {
+                                    id,
+                                    at: Instant::now(),
+                                    executor: executor.name.clone(),
+                                    location: p["location"].as_str().map(str::to_owned),
+                                });
+                                executor.close(id).await;
+                            }
+                        }
+                    }
+                }));
+            }
+        }
+    }
+    let parked_target = (LOCATIONS.len() * REPLICAS * PER_LOCATION_PER_REPLICA) as f64;
+    let all_parked = || async {
+        total(&replicas, "colony_parked_waiters", &[("kind", "location")]).await >= parked_target
+    };
+    wait_until(all_parked).await;
+
+    let submitter = connect(&db.conninfo).await;
+    let submit = submitter
+        .prepare("SELECT colony_assign.submit('bench', $1)")
+        .await
+        .unwrap();
+    let mut table = Table::new(
+        "",
+        &[
+            "path",
+            "kind",
+            "processes",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "wrong receiver",
+        ],
+    );
+    let mut raw = serde_json::Map::new();
+    let mut results = Vec::new();
+    for kind in ["location", "broadcast", "named"] {
+        bar.set_message(format!("wake-up: {kind} processes over HTTP"));
+        let mut latencies = Latencies::default();
+        let mut wrong_receiver = 0;
+        for i in 0..count {
+            let (conditions, expect_location, expect_name) = match kind {
+                "location" => {
+                    let l = LOCATIONS[i % LOCATIONS.len()];
+                    (
+                        json!({"executortype": "t", "locationname": l}),
+                        Some(l),
+                        None,
+                    )
+                }
+                "broadcast" => (json!({"executortype": "t"}), None, None),
+                _ => {
+                    let (name, _) = &names_by_location[i % names_by_location.len()];
+                    (
+                        json!({"executortype": "t", "executornames": [name]}),
+                        None,
+                        Some(name.clone()),
+                    )
+                }
+            };
+            let spec: Value = json!({"funcname": "wake", "conditions": conditions});
+            let t0 = Instant::now();
+            let id: i64 = submitter.query_one(&submit, &[&spec]).await.unwrap().get(0);
+            let got = loop {
+                let r = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+                    .await
+                    .expect("received within 30 s")
+                    .unwrap();
+                if r.id == id {
+                    break r;
+                }
+            };
+            latencies.record(got.at.duration_since(t0));
+            if expect_location.is_some_and(|l| got.location.as_deref() != Some(l))
+                || expect_name.as_ref().is_some_and(|n| *n != got.executor)
+            {
+                wrong_receiver += 1;
+            }
+            wait_until(all_parked).await;
+        }
+        table.row(vec![
+            "HTTP, 3 replicas".into(),
+            kind.into(),
+            count.to_string(),
+            ms(latencies.p(50.0)),
+            ms(latencies.p(99.0)),
+            ms(latencies.max()),
+            wrong_receiver.to_string(),
+        ]);
+        raw.insert(format!("http_{kind}"), latencies.summary());
+        results.push((kind, latencies, wrong_receiver));
+    }
+    let wrong_wakes = total(&replicas, "colony_wrong_wakes_total", &[]).await;
+    let lost_races = total(
+        &replicas,
+        "colony_wake_outcomes_total",
+        &[("outcome", "lost_race")],
+    )
+    .await;
+    let notifications = total(&replicas, "colony_notifications_received_total", &[]).await;
+    for e in executors {
+        e.abort();
+    }
+    for r in replicas {
+        r.stop().await;
+    }
+
+    bar.set_message("wake-up: SQL-direct executors");
+    let sql = sql_direct(&db, count).await;
+    table.row(vec![
+        "SQL-direct (LISTEN + assign)".into(),
+        "location".into(),
+        count.to_string(),
+        ms(sql.p(50.0)),
+        ms(sql.p(99.0)),
+        ms(sql.max()),
+        "0".into(),
+    ]);
+    raw.insert("sql_direct_location".into(), sql.summary());
+    bar.finish_and_clear();
+
+    section.tables.push(table);
+    let mut counts = Table::new(
+        "Wake accounting over the HTTP runs, summed over the replicas:",
+        &[
+            "notifications received",
+            "wrong wakes",
+            "lost races (woken, another executor was faster)",
+        ],
+    );
+    counts.row(vec![
+        rate(notifications),
+        rate(wrong_wakes),
+        rate(lost_races),
+    ]);
+    section.tables.push(counts);
+    for (kind, latencies, wrong) in &results {
+        section.targets.push(target(
+            &format!("{kind}: p50"),
+            "<= 2 ms",
+            format!("{} ms", ms(latencies.p(50.0))),
+            latencies.p(50.0) <= 2.0,
+        ));
+        section.targets.push(target(
+            &format!("{kind}: p99"),
+            "<= 10 ms",
+            format!("{} ms", ms(latencies.p(99.0))),
+            latencies.p(99.0) <= 10.0,
+        ));
+        section.targets.push(target(
+            &format!("{kind}: received by a wrong executor"),
+            "0",
+            wrong.to_string(),
+            *wrong == 0,
+        ));
+    }
+    section.targets.push(target(
+        "wrong wakes (all kinds, all replicas)",
+        "0",
+        rate(wrong_wakes),
+        wrong_wakes == 0.0,
+    ));
+    raw.insert("wrong_wakes".into(), json!(wrong_wakes));
+    raw.insert("lost_races".into(), json!(lost_races));
+    raw.insert("notifications".into(), json!(notifications));
+    section.raw = Value::Object(raw);
+    b.drop_db(&db).await;
+    section
+}
+
+async fn wait_until<F, Fut>(mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !condition().await {
+        assert!(
+            Instant::now() < deadline,
+            "benchmark condition not reached within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// SQL-direct executors (one per location, type "s"): LISTEN, assign, wait for a notification.
+async fn sql_direct(db: &crate::env::Db, count: usize) -> Latencies {
+    let executors = {
+        let mut all = Vec::new();
+        for location in LOCATIONS {
+            all.extend(
+                db.executors(1, &format!("sql-{location}-"), "s", Some(location))
+                    .await
+                    .into_iter()
+                    .map(|(n, _)| (n, location)),
+            );
+        }
+        all
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel::<(i64, Instant)>();
+    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<()>();
+    let mut tasks = Vec::new();
+    for (name, _) in &executors {
+        let (conninfo, name, tx, ready) = (
+            db.conninfo.clone(),
+            name.clone(),
+            tx.clone(),
+            ready_tx.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let (client, mut notifications) = connect_listening(&conninfo).await;
+            for row in client
+                .query("SELECT colony_assign.channels('bench', $1)", &[&name])
+                .await
+                .unwrap()
+            {
+                let channel: String = row.get(0);
+                client
+                    .batch_execute(&format!("LISTEN \"{channel}\""))
+                    .await
+                    .unwrap();
+            }
+            let assign = client
+                .prepare("SELECT id FROM colony_assign.assign('bench', $1)")
+                .await
+                .unwrap();
+            let close = client
+                .prepare("SELECT colony_assign.close($1, $2)")
+                .await
+                .unwrap();
+            let _ = ready.send(());
+            loop {
+                let rows = client.query(&assign, &[&name]).await.unwrap();
+                if rows.is_empty() {
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(1), notifications.recv()).await;
+                    continue;
+                }
+                for row in rows {
+                    let id: i64 = row.get(0);
+                    let _ = tx.send((id, Instant::now()));
+                    client.execute(&close, &[&id, &name]).await.unwrap();
+                }
+            }
+        }));
+    }
+    for _ in 0..executors.len() {
+        ready_rx.recv().await;
+    }
+    let submitter = connect(&db.conninfo).await;
+    let submit = submitter
+        .prepare("SELECT colony_assign.submit('bench', $1)")
+        .await
+        .unwrap();
+    let mut latencies = Latencies::default();
+    for i in 0..count {
+        let spec = spec("s", Some(LOCATIONS[i % LOCATIONS.len()]));
+        let t0 = Instant::now();
+        let id: i64 = submitter.query_one(&submit, &[&spec]).await.unwrap().get(0);
+        loop {
+            let (got, at) = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+                .await
+                .expect("received")
+                .unwrap();
+            if got == id {
+                latencies.record(at.duration_since(t0));
+                break;
+            }
+        }
+        // Let the executor finish its close and go back to waiting.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    for t in tasks {
+        t.abort();
+    }
+    latencies
+}

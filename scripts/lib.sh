@@ -48,3 +48,21 @@ start_cluster() {
   runuser -u postgres -- "$PGBIN/initdb" -D "$data" -A trust -U postgres --no-sync -E UTF8 --locale=C.UTF-8 >/dev/null
   runuser -u postgres -- "$PGBIN/pg_ctl" -D "$data" -l "$(dirname "$data")/pg.log" -w -o "$opts" start >/dev/null
 }
+
+# The dev cluster scripts/dev and scripts/bench use: data in .dev/pgdata, port 54329, the
+# extension preloaded. (Re)started so the library installed last is the one preloaded.
+DEV_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.dev
+DEV_PORT=54329
+dev_cluster_up() {
+  mkdir -p "$DEV_DIR"
+  chown postgres:postgres "$DEV_DIR"
+  if [ ! -f "$DEV_DIR/pgdata/PG_VERSION" ]; then
+    runuser -u postgres -- "$PGBIN/initdb" -D "$DEV_DIR/pgdata" -A trust -U postgres -E UTF8 --locale=C.UTF-8 >/dev/null
+  fi
+  if [ -f "$DEV_DIR/pgdata/postmaster.pid" ]; then
+    runuser -u postgres -- "$PGBIN/pg_ctl" -D "$DEV_DIR/pgdata" -m fast -w stop >/dev/null
+  fi
+  runuser -u postgres -- "$PGBIN/pg_ctl" -D "$DEV_DIR/pgdata" -l "$DEV_DIR/postgres.log" -w -o \
+    "-p $DEV_PORT -k $DEV_DIR -c listen_addresses=127.0.0.1 -c max_connections=300 -c shared_buffers=512MB \
+     -c shared_preload_libraries=colony_assign -c max_worker_processes=32" start >/dev/null
+}

@@ -129,9 +129,7 @@ COMMENT ON FUNCTION colony_assign._executor_channels(text, text, text, text) IS
     'Internal: channel names of an executor with these attributes.';
 COMMENT ON FUNCTION colony_assign._check_name(text, text) IS 'Internal: raises 22004/22023 for a NULL, empty or over-long name.';
 COMMENT ON FUNCTION colony_assign._show(jsonb) IS 'Internal: a JSON value shortened for error messages.';
-COMMENT ON FUNCTION colony_assign._int_problem(jsonb, text, bigint, bigint) IS 'Internal: why a spec field is not an integer in range, or NULL.';
-COMMENT ON FUNCTION colony_assign._name_problem(jsonb, text, boolean) IS 'Internal: why a spec field is not a valid name, or NULL.';
-COMMENT ON FUNCTION colony_assign._array_problem(jsonb, text, integer) IS 'Internal: why a spec field is not an array of bounded length, or NULL.';
+COMMENT ON FUNCTION colony_assign._spec_problem(text, text, boolean) IS 'Internal: what is wrong with one spec (without args and kwargs), or NULL.';
 COMMENT ON FUNCTION colony_assign._opt_text(jsonb) IS 'Internal: JSON string to text (NULL when absent or empty).';
 COMMENT ON FUNCTION colony_assign._opt_seconds(jsonb) IS 'Internal: seconds, NULL for unlimited (-1 or 0).';
 COMMENT ON FUNCTION colony_assign._spec_problems(jsonb, text, boolean) IS 'Internal: the first invalid spec of an array and what is wrong with it.';

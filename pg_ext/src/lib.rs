@@ -9,6 +9,7 @@
 //! - [`relay`]: hands notifications to a background worker after commit, so submitters never
 //!   take PostgreSQL's global NOTIFY commit lock;
 //! - [`worker`]: the background launcher and per-database workers (relay and reaper);
+//! - [`spec`]: spec validation (compiled: the SQL version cost most of a single submit);
 //! - [`workflow`]: cycle detection for submitted DAGs.
 
 use pgrx::prelude::*;
@@ -17,6 +18,7 @@ mod channel;
 mod error;
 mod notify;
 mod relay;
+mod spec;
 mod worker;
 mod workflow;
 
@@ -25,7 +27,10 @@ mod workflow;
 // Tables, the public composite type and indexes come first; the SQL functions reference the Rust
 // functions (`_wake`, `channel`, ...), so they are created after those; grants and comments last.
 pgrx::extension_sql_file!("../sql/bootstrap.sql", bootstrap);
-pgrx::extension_sql_file!("../sql/validate.sql", requires = ["bootstrap"]);
+pgrx::extension_sql_file!(
+    "../sql/validate.sql",
+    requires = ["bootstrap", spec::_spec_problem]
+);
 pgrx::extension_sql_file!(
     "../sql/processes.sql",
     requires = ["validate", notify::_wake]

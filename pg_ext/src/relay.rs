@@ -171,10 +171,12 @@ pub fn hand_over<'a>(counts: impl Iterator<Item = (&'a str, u64)>) {
     }
 }
 
-/// Worker side: announces this process as its database's relay. Returns false when the relay
-/// is not in use (not preloaded, switched off, or no slot).
+/// Worker side: announces this process as its database's relay. Returns false when there is
+/// no shared table (not preloaded) or no free slot. The worker registers whatever its own
+/// `notify_relay` says: each session decides at its commit whether to use the relay, so
+/// changing the setting takes effect for new sessions without restarting the worker.
 pub fn register() -> bool {
-    if !in_shared_memory() || !ENABLED.get() {
+    if !in_shared_memory() {
         return false;
     }
     let db = my_database();

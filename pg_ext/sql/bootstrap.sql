@@ -142,17 +142,20 @@ ALTER TABLE colony_assign.processes SET (
 );
 
 -- The assign hot path: two partial B-trees, one per "arm" of assign(). An executor at location
--- L reads the head of its (colony, type, L) range in the first and of its (colony, type) range
--- in the second, each in (priority DESC, id) order with LIMIT n FOR UPDATE SKIP LOCKED, and
--- never walks rows it cannot take. Two indexes rather than one with location as a key column:
+-- L reads its (colony, type, L) range in the first and its (colony, type) range in the second,
+-- each in queue order with LIMIT n FOR NO KEY UPDATE SKIP LOCKED, and never walks rows it
+-- cannot take. Two indexes rather than one with location as a key column:
 -- `location IS NULL` is not an equality to the planner, so a single index could not return
 -- the location-less range in queue order and the arm would sort the whole range instead.
 -- Blocked workflow children and name-targeted processes are in neither.
+-- Queue order is (-priority, id) ascending rather than (priority DESC, id): one direction for
+-- both columns lets a scan start at a row position, ((-priority), id) > (p, i), as an index
+-- condition (see src/cursor.rs).
 CREATE INDEX processes_assign_located_idx ON colony_assign.processes
-    (colony, executor_type, location, priority DESC, id)
+    (colony, executor_type, location, (- priority), id)
     WHERE state = 0 AND pending_parents = 0 AND executor_names IS NULL AND location IS NOT NULL;
 CREATE INDEX processes_assign_anywhere_idx ON colony_assign.processes
-    (colony, executor_type, priority DESC, id)
+    (colony, executor_type, (- priority), id)
     WHERE state = 0 AND pending_parents = 0 AND executor_names IS NULL AND location IS NULL;
 
 -- Name-targeted processes: `executor_names @> ARRAY[me]` is a GIN operator (`= ANY` is not).
@@ -162,8 +165,14 @@ CREATE INDEX processes_targeted_idx ON colony_assign.processes USING gin (execut
     WHERE state = 0 AND pending_parents = 0 AND executor_names IS NOT NULL;
 
 -- Running processes by executor: remove_executor() and stale-executor requeues.
+-- `started_at IS NOT NULL` holds for every running process; it is in the predicate so that
+-- only queries that say it can use this index. close(), fail() and log() find their process
+-- by id and also say `state = 1 AND assigned_executor = $executor`: with a predicate of just
+-- `state = 1` the planner takes this small index for them, and while a long transaction holds
+-- a snapshot, every process an executor ran leaves a dead entry here that each of its closes
+-- walked (measured: close 0.57 -> 1.4 ms in 45 s). The primary key is one descent.
 CREATE INDEX processes_running_idx ON colony_assign.processes (colony, assigned_executor)
-    WHERE state = 1;
+    WHERE state = 1 AND started_at IS NOT NULL;
 
 -- Deadlines for reap(): only rows that have one.
 CREATE INDEX processes_exec_deadline_idx ON colony_assign.processes (exec_deadline)

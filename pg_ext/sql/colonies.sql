@@ -152,7 +152,7 @@ BEGIN ATOMIC
              WHERE p.colony = c.name AND p.state = 0 AND p.pending_parents = 0 AND p.executor_names IS NOT NULL),
            (SELECT count(*) FROM colony_assign.processes p
              WHERE p.workflow_id IS NOT NULL AND p.colony = c.name AND p.state = 0 AND p.pending_parents > 0),
-           (SELECT count(*) FROM colony_assign.processes p WHERE p.colony = c.name AND p.state = 1),
+           (SELECT count(*) FROM colony_assign.processes p WHERE p.colony = c.name AND p.state = 1 AND p.started_at IS NOT NULL),
            finished.succeeded, finished.failed, finished.cancelled
     FROM colony_assign._colony(stats.colony) AS c
     CROSS JOIN LATERAL (

@@ -34,7 +34,8 @@ BEGIN
         SET state = 0, assigned_executor = NULL, started_at = NULL, exec_deadline = NULL,
             wait_deadline = now() + p.max_wait_time * interval '1 second'
         WHERE p.colony = _requeue_running.colony AND p.assigned_executor = _requeue_running.executor
-          AND p.state = 1 AND (only_ids IS NULL OR p.id = ANY (only_ids))
+          AND p.state = 1 AND p.started_at IS NOT NULL -- (processes_running_idx)
+          AND (only_ids IS NULL OR p.id = ANY (only_ids))
         RETURNING p.executor_type, p.location, p.executor_names
     ), keys AS (
         SELECT b.executor_type, b.location, b.executor_names, count(*) AS n

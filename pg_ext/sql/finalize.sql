@@ -151,5 +151,8 @@ COMMENT ON FUNCTION colony_assign._release_children(bigint[]) IS 'Internal: one 
 COMMENT ON FUNCTION colony_assign._end_descendants(bigint[], integer) IS 'Internal: fails or cancels every waiting descendant, naming the ancestor.';
 COMMENT ON FUNCTION colony_assign._find_cycle(integer, integer[], integer[]) IS 'Internal: one cycle of a dependency graph (Kahn''s algorithm), or an empty array.';
 COMMENT ON FUNCTION colony_assign._max_log_bytes() IS 'Internal: largest log message accepted (bytes).';
+COMMENT ON FUNCTION colony_assign._cursor_start(text, text, text) IS 'Internal: where this session''s next scan of a queue range starts.';
+COMMENT ON FUNCTION colony_assign._cursor_advance(text, text, text, bigint[], boolean) IS 'Internal: moves or drops this session''s cursor after a claim.';
+COMMENT ON FUNCTION colony_assign._cursor_used() IS 'Internal: whether the last scans started from a cursor.';
 COMMENT ON FUNCTION colony_assign._strict_lock(text, text) IS 'Internal: strict mode''s per (colony, type) transaction lock.';
 COMMENT ON FUNCTION colony_assign._reap_batch() IS 'Internal: rows per reap() pass.';

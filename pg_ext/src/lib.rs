@@ -4,6 +4,7 @@
 //! are SQL (`pg_ext/sql/*.sql`); Rust is used where it earns its place:
 //! - [`channel`]: notification channel names, shared byte for byte with the coordinator
 //!   through the `colony-proto` crate;
+//! - [`cursor`]: per-session scan cursors that keep assign() off the dead head of its queue;
 //! - [`notify`]: per-transaction NOTIFY coalescing (one NOTIFY per key per transaction,
 //!   payload = count), which needs transaction and subtransaction callbacks;
 //! - [`relay`]: hands notifications to a background worker after commit, so submitters never
@@ -15,6 +16,7 @@
 use pgrx::prelude::*;
 
 mod channel;
+mod cursor;
 mod error;
 mod notify;
 mod relay;
@@ -40,7 +42,15 @@ pgrx::extension_sql_file!(
     "../sql/executors.sql",
     requires = ["colonies", channel::_executor_channels]
 );
-pgrx::extension_sql_file!("../sql/assign.sql", requires = ["processes"]);
+pgrx::extension_sql_file!(
+    "../sql/assign.sql",
+    requires = [
+        "processes",
+        cursor::_cursor_start,
+        cursor::_cursor_advance,
+        cursor::_cursor_used
+    ]
+);
 pgrx::extension_sql_file!("../sql/reap.sql", requires = ["processes"]);
 pgrx::extension_sql_file!("../sql/coordinator.sql", requires = ["executors"]);
 pgrx::extension_sql_file!(
@@ -65,6 +75,7 @@ pgrx::extension_sql_file!(
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    cursor::init();
     notify::init();
     relay::init();
     worker::init();

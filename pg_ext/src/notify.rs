@@ -112,6 +112,7 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut s
         XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => {
             HANDED_TO_RELAY.set(false);
             PENDING.with_borrow_mut(HashMap::clear);
+            crate::cursor::clear();
         }
         _ => {}
     }

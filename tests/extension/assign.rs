@@ -391,3 +391,112 @@ async fn close_many_closes_what_it_may_and_says_why_not_for_the_rest() {
     }
     assert_eq!(e2e::fingerprint(&client).await, before);
 }
+
+/// assign() scans from where this session last claimed (src/cursor.rs); these are the cases in
+/// which that must not hide work.
+#[tokio::test]
+async fn scan_cursors_never_hide_work_that_was_rolled_back_requeued_or_is_the_only_work() {
+    let (db, client) = setup("assign_cursor").await;
+    add_executor(&client, "e", "t", Some("L")).await;
+    let located = |priority: i32| {
+        spec(
+            "t",
+            json!({"locationname": "L"}),
+            json!({"priority": priority, "maxexectime": 60, "maxretries": 1}),
+        )
+    };
+    let ids = submit_many(&client, &[located(0), located(0), located(0), located(0)]).await;
+
+    // A claim that rolls back is waiting again, behind the cursor it moved: the next scan of
+    // this session sees it first all the same.
+    client.batch_execute("BEGIN").await.unwrap();
+    assert_eq!(assign(&client, "e", 2).await, ids[0..2]);
+    client.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(assign(&client, "e", 1).await, vec![ids[0]]);
+
+    // Another session has no cursor: work submitted ahead of this session's cursor is first
+    // in queue order there, at once.
+    let urgent = submit(&client, &located(9)).await;
+    let other = db.client().await;
+    assert_eq!(assign(&other, "e", 1).await, vec![urgent]);
+
+    // A process requeued behind the cursor, when it is the only waiting work, is found: an
+    // empty answer from a cursor is retried from the head.
+    assert_eq!(assign(&client, "e", 3).await, ids[1..4]);
+    // (An execution deadline passes: reap() requeues it.)
+    client
+        .execute(
+            "UPDATE colony_assign.processes SET exec_deadline = now() - interval '1 s' WHERE id = $1",
+            &[&ids[2]],
+        )
+        .await
+        .unwrap();
+    let requeued: i64 = client
+        .query_one("SELECT requeued FROM colony_assign.reap()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(requeued, 1);
+    assert_eq!(assign(&client, "e", 1).await, vec![ids[2]]);
+
+    // Work ahead of the cursor in queue order while the range holds less than asked for: the
+    // short scan from the cursor is completed by one from the head, in the same call (its rows
+    // follow the cursor scan's).
+    let late = submit_many(&client, &[located(5), located(0)]).await;
+    assert_eq!(assign(&client, "e", 5).await, vec![late[1], late[0]]);
+    assert_eq!(waiting(&client).await, 0);
+}
+
+/// Strict mode never scans from a cursor: in one session too, a process submitted at a higher
+/// priority is the very next one started.
+#[tokio::test]
+async fn strict_mode_ignores_scan_cursors() {
+    let (_db, client) = setup("assign_strict_cursor").await;
+    client
+        .execute("SELECT colony_assign.set_strict('c', true)", &[])
+        .await
+        .unwrap();
+    add_executor(&client, "e", "t", Some("L")).await;
+    let located = |priority: i32| {
+        spec(
+            "t",
+            json!({"locationname": "L"}),
+            json!({"priority": priority}),
+        )
+    };
+    let ids = submit_many(&client, &[located(0), located(0), located(0)]).await;
+    assert_eq!(assign(&client, "e", 1).await, vec![ids[0]]);
+    let urgent = submit(&client, &located(9)).await;
+    assert_eq!(assign(&client, "e", 1).await, vec![urgent]);
+    assert_eq!(assign(&client, "e", 1).await, vec![ids[1]]);
+}
+
+/// `colony_assign.scan_cursor_ttl = 0` turns the cursors off for a session: it sees a
+/// higher-priority process next, as strict mode does; with cursors on (the default TTL) it is
+/// the session's own position that decides until the cursor expires.
+#[tokio::test]
+async fn a_zero_scan_cursor_ttl_scans_from_the_head_every_time() {
+    let (_db, client) = setup("assign_cursor_ttl").await;
+    add_executor(&client, "e", "t", None).await;
+    client
+        .batch_execute("SET colony_assign.scan_cursor_ttl = 0")
+        .await
+        .unwrap();
+    let anywhere = |priority: i32| spec("t", json!({}), json!({"priority": priority}));
+    let ids = submit_many(&client, &[anywhere(0), anywhere(0), anywhere(0)]).await;
+    assert_eq!(assign(&client, "e", 1).await, vec![ids[0]]);
+    let urgent = submit(&client, &anywhere(9)).await;
+    assert_eq!(assign(&client, "e", 1).await, vec![urgent]);
+    assert_eq!(assign(&client, "e", 1).await, vec![ids[1]]);
+    // Out of range is refused, and the setting stays.
+    let refused = client
+        .batch_execute("SET colony_assign.scan_cursor_ttl = -1")
+        .await;
+    assert_eq!(e2e::sqlstate(refused), "22023");
+    let ttl: String = client
+        .query_one("SHOW colony_assign.scan_cursor_ttl", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(ttl, "0");
+}

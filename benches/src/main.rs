@@ -133,6 +133,7 @@ async fn machine_header(bench: &Bench, args: &Args) -> String {
         "wal_level",
         "max_worker_processes",
         "shared_preload_libraries",
+        "track_commit_timestamp",
     ] {
         let value: String = admin
             .query_one(&format!("SHOW {name}"), &[])

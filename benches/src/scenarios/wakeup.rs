@@ -9,8 +9,11 @@ use crate::env::{
 use crate::measure::{Latencies, ms, rate};
 use crate::report::{Section, Table, target};
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
+use tokio_postgres::{Client, Statement};
 
 const LOCATIONS: [&str; 4] = ["edge", "cloud", "hpc", "lab"];
 const REPLICAS: usize = 3;
@@ -18,7 +21,7 @@ const PER_LOCATION_PER_REPLICA: usize = 2;
 
 struct Received {
     id: i64,
-    at: Instant,
+    at: Arrival,
     executor: String,
     location: Option<String>,
 }
@@ -31,9 +34,15 @@ pub async fn run(b: &Bench) -> Section {
         &format!(
             "{} idle executors of one type ({PER_LOCATION_PER_REPLICA} per location per replica, locations {LOCATIONS:?}) \
              long-poll {REPLICAS} replicas. {count} processes of each kind are submitted one at a time (the next only \
-             after the previous was received and its executor parked again). Latency runs from just before the submit \
-             statement is sent (so it includes the submit itself) to the moment the executor has the response. \
-             SQL-direct: one executor per location LISTENing on `channels()` and calling `assign()` on a notification.",
+             after the previous was received and its executor parked again). Latency runs from the submit's commit \
+             (`pg_xact_commit_timestamp` of its transaction: the dev cluster runs with `track_commit_timestamp = on`; \
+             that time is taken just before the commit record is flushed) to the moment the executor has the \
+             response, both on the machine's wall clock; the \"from submit sent\" column starts before the submit \
+             statement is sent instead, so it also includes running the submit. \
+             SQL-direct: one executor per location LISTENing on `channels()` and calling `assign()` on a notification; \
+             run twice, with the submitter's `colony_assign.notify_relay` at its default (`on`: counts go through the \
+             database's worker) and `off` (the committing transaction NOTIFYs itself), to show what the relay's extra \
+             hop costs a lone submit.",
             LOCATIONS.len() * REPLICAS * PER_LOCATION_PER_REPLICA
         ),
     );
@@ -67,7 +76,7 @@ pub async fn run(b: &Bench) -> Section {
                                 let id = p["id"].as_i64().unwrap();
                                 let _ = tx.send(Received {
                                     id,
-                                    at: Instant::now(),
+                                    at: Arrival::now(),
                                     executor: executor.name.clone(),
                                     location: p["location"].as_str().map(str::to_owned),
                                 });
@@ -86,10 +95,7 @@ pub async fn run(b: &Bench) -> Section {
     wait_until(all_parked).await;
 
     let submitter = connect(&db.conninfo).await;
-    let submit = submitter
-        .prepare("SELECT colony_assign.submit('bench', $1)")
-        .await
-        .unwrap();
+    let submit = prepare_submit(&submitter).await;
     let mut table = Table::new(
         "",
         &[
@@ -99,6 +105,7 @@ pub async fn run(b: &Bench) -> Section {
             "p50 ms",
             "p99 ms",
             "max ms",
+            "p50 ms from submit sent",
             "wrong receiver",
         ],
     );
@@ -106,7 +113,7 @@ pub async fn run(b: &Bench) -> Section {
     let mut results = Vec::new();
     for kind in ["location", "broadcast", "named"] {
         bar.set_message(format!("wake-up: {kind} processes over HTTP"));
-        let mut latencies = Latencies::default();
+        let mut samples = Vec::new();
         let mut wrong_receiver = 0;
         for i in 0..count {
             let (conditions, expect_location, expect_name) = match kind {
@@ -129,8 +136,7 @@ pub async fn run(b: &Bench) -> Section {
                 }
             };
             let spec: Value = json!({"funcname": "wake", "conditions": conditions});
-            let t0 = Instant::now();
-            let id: i64 = submitter.query_one(&submit, &[&spec]).await.unwrap().get(0);
+            let (id, submitted) = submit_one(&submitter, &submit, &spec).await;
             let got = loop {
                 let r = tokio::time::timeout(Duration::from_secs(30), rx.recv())
                     .await
@@ -140,7 +146,7 @@ pub async fn run(b: &Bench) -> Section {
                     break r;
                 }
             };
-            latencies.record(got.at.duration_since(t0));
+            samples.push(submitted.arrived(got.at));
             if expect_location.is_some_and(|l| got.location.as_deref() != Some(l))
                 || expect_name.as_ref().is_some_and(|n| *n != got.executor)
             {
@@ -148,6 +154,7 @@ pub async fn run(b: &Bench) -> Section {
             }
             wait_until(all_parked).await;
         }
+        let (latencies, from_sent) = latencies_of(&submitter, &samples).await;
         table.row(vec![
             "HTTP, 3 replicas".into(),
             kind.into(),
@@ -155,6 +162,7 @@ pub async fn run(b: &Bench) -> Section {
             ms(latencies.p(50.0)),
             ms(latencies.p(99.0)),
             ms(latencies.max()),
+            ms(from_sent.p(50.0)),
             wrong_receiver.to_string(),
         ]);
         raw.insert(format!("http_{kind}"), latencies.summary());
@@ -177,16 +185,27 @@ pub async fn run(b: &Bench) -> Section {
 
     bar.set_message("wake-up: SQL-direct executors");
     let sql = sql_direct(&db, count).await;
-    table.row(vec![
-        "SQL-direct (LISTEN + assign)".into(),
-        "location".into(),
-        count.to_string(),
-        ms(sql.p(50.0)),
-        ms(sql.p(99.0)),
-        ms(sql.max()),
-        "0".into(),
-    ]);
-    raw.insert("sql_direct_location".into(), sql.summary());
+    for (relay, from_commit, from_sent) in &sql {
+        let path = if *relay == "on" {
+            "SQL-direct (LISTEN + assign)".to_owned()
+        } else {
+            format!("SQL-direct, submitter with notify_relay = {relay}")
+        };
+        table.row(vec![
+            path,
+            "location".into(),
+            count.to_string(),
+            ms(from_commit.p(50.0)),
+            ms(from_commit.p(99.0)),
+            ms(from_commit.max()),
+            ms(from_sent.p(50.0)),
+            "0".into(),
+        ]);
+        raw.insert(
+            format!("sql_direct_location_relay_{relay}"),
+            from_commit.summary(),
+        );
+    }
     bar.finish_and_clear();
 
     section.tables.push(table);
@@ -254,7 +273,10 @@ where
 }
 
 /// SQL-direct executors (one per location, type "s"): LISTEN, assign, wait for a notification.
-async fn sql_direct(db: &crate::env::Db, count: usize) -> Latencies {
+async fn sql_direct(
+    db: &crate::env::Db,
+    count: usize,
+) -> Vec<(&'static str, Latencies, Latencies)> {
     let executors = {
         let mut all = Vec::new();
         for location in LOCATIONS {
@@ -267,15 +289,16 @@ async fn sql_direct(db: &crate::env::Db, count: usize) -> Latencies {
         }
         all
     };
-    let (tx, mut rx) = mpsc::unbounded_channel::<(i64, Instant)>();
-    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<()>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<(i64, Arrival)>();
+    // How many executors are waiting for a notification right now.
+    let parked = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for (name, _) in &executors {
-        let (conninfo, name, tx, ready) = (
+        let (conninfo, name, tx, parked) = (
             db.conninfo.clone(),
             name.clone(),
             tx.clone(),
-            ready_tx.clone(),
+            parked.clone(),
         );
         tasks.push(tokio::spawn(async move {
             let (client, mut notifications) = connect_listening(&conninfo).await;
@@ -298,50 +321,163 @@ async fn sql_direct(db: &crate::env::Db, count: usize) -> Latencies {
                 .prepare("SELECT colony_assign.close($1, $2)")
                 .await
                 .unwrap();
-            let _ = ready.send(());
             loop {
                 let rows = client.query(&assign, &[&name]).await.unwrap();
                 if rows.is_empty() {
+                    parked.fetch_add(1, Ordering::SeqCst);
                     let _ =
                         tokio::time::timeout(Duration::from_secs(1), notifications.recv()).await;
+                    parked.fetch_sub(1, Ordering::SeqCst);
                     continue;
                 }
                 for row in rows {
                     let id: i64 = row.get(0);
-                    let _ = tx.send((id, Instant::now()));
+                    let _ = tx.send((id, Arrival::now()));
                     client.execute(&close, &[&id, &name]).await.unwrap();
                 }
             }
         }));
     }
-    for _ in 0..executors.len() {
-        ready_rx.recv().await;
-    }
-    let submitter = connect(&db.conninfo).await;
-    let submit = submitter
-        .prepare("SELECT colony_assign.submit('bench', $1)")
-        .await
-        .unwrap();
-    let mut latencies = Latencies::default();
-    for i in 0..count {
-        let spec = spec("s", Some(LOCATIONS[i % LOCATIONS.len()]));
-        let t0 = Instant::now();
-        let id: i64 = submitter.query_one(&submit, &[&spec]).await.unwrap().get(0);
-        loop {
-            let (got, at) = tokio::time::timeout(Duration::from_secs(30), rx.recv())
-                .await
-                .expect("received")
-                .unwrap();
-            if got == id {
-                latencies.record(at.duration_since(t0));
-                break;
+    let all_parked = || async { parked.load(Ordering::SeqCst) == executors.len() };
+    let mut results = Vec::new();
+    // The same executors, submitted to by a session with the relay (the default) and by one
+    // without: what the worker's hop costs a lone submit.
+    for relay in ["on", "off"] {
+        let submitter = connect(&format!(
+            "{} options='-c colony_assign.notify_relay={relay}'",
+            db.conninfo
+        ))
+        .await;
+        let submit = prepare_submit(&submitter).await;
+        let mut samples = Vec::new();
+        for i in 0..count {
+            wait_until(all_parked).await;
+            let spec = spec("s", Some(LOCATIONS[i % LOCATIONS.len()]));
+            let (id, submitted) = submit_one(&submitter, &submit, &spec).await;
+            loop {
+                let (got, at) = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+                    .await
+                    .expect("received")
+                    .unwrap();
+                if got == id {
+                    samples.push(submitted.arrived(at));
+                    break;
+                }
             }
         }
-        // Let the executor finish its close and go back to waiting.
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        let (from_commit, from_sent) = latencies_of(&submitter, &samples).await;
+        results.push((relay, from_commit, from_sent));
     }
     for t in tasks {
         t.abort();
     }
-    latencies
+    results
+}
+
+/// A moment on both clocks: monotonic for spans within this process, wall time to compare
+/// with PostgreSQL's commit timestamps.
+#[derive(Clone, Copy)]
+struct Arrival {
+    instant: Instant,
+    wall: SystemTime,
+}
+
+impl Arrival {
+    fn now() -> Arrival {
+        Arrival {
+            instant: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+}
+
+/// One submit on its way: when it was sent and acknowledged, and its transaction.
+struct Submitted {
+    sent: Instant,
+    acknowledged: Instant,
+    xid: String,
+}
+
+struct Sample {
+    submitted: Submitted,
+    arrival: Arrival,
+}
+
+impl Submitted {
+    fn arrived(self, arrival: Arrival) -> Sample {
+        Sample {
+            submitted: self,
+            arrival,
+        }
+    }
+}
+
+async fn prepare_submit(client: &Client) -> Statement {
+    client
+        .prepare("SELECT colony_assign.submit('bench', $1), pg_current_xact_id()::text")
+        .await
+        .unwrap()
+}
+
+async fn submit_one(client: &Client, submit: &Statement, spec: &Value) -> (i64, Submitted) {
+    let sent = Instant::now();
+    let row = client.query_one(submit, &[spec]).await.unwrap();
+    let acknowledged = Instant::now();
+    (
+        row.get(0),
+        Submitted {
+            sent,
+            acknowledged,
+            xid: row.get(1),
+        },
+    )
+}
+
+/// Latencies from each submit's commit, and from the moment it was sent. The commit moment is
+/// PostgreSQL's commit timestamp when `track_commit_timestamp` is on; without it, the moment
+/// the submit was acknowledged (which is after the commit, so those figures are a little low).
+async fn latencies_of(client: &Client, samples: &[Sample]) -> (Latencies, Latencies) {
+    let mut from_commit = Latencies::default();
+    let mut from_sent = Latencies::default();
+    let tracked: String = client
+        .query_one("SHOW track_commit_timestamp", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let committed_us: Option<Vec<i64>> = if tracked == "on" {
+        let xids: Vec<&str> = samples.iter().map(|s| s.submitted.xid.as_str()).collect();
+        let rows = client
+            .query(
+                "SELECT (extract(epoch FROM pg_xact_commit_timestamp(x::xid)) * 1000000)::bigint \
+                 FROM unnest($1::text[]) WITH ORDINALITY AS u(x, i) ORDER BY i",
+                &[&xids],
+            )
+            .await
+            .unwrap();
+        Some(rows.iter().map(|r| r.get(0)).collect())
+    } else {
+        None
+    };
+    for (i, sample) in samples.iter().enumerate() {
+        let arrival = sample.arrival;
+        from_sent.record(arrival.instant.duration_since(sample.submitted.sent));
+        match &committed_us {
+            Some(committed) => {
+                let arrived_us = arrival
+                    .wall
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap()
+                    .as_micros() as i64;
+                from_commit.record(Duration::from_micros(
+                    (arrived_us - committed[i]).max(0) as u64
+                ));
+            }
+            None => from_commit.record(
+                arrival
+                    .instant
+                    .duration_since(sample.submitted.acknowledged),
+            ),
+        }
+    }
+    (from_commit, from_sent)
 }

@@ -111,6 +111,32 @@ impl Bench {
             )
             .await
             .expect("CREATE EXTENSION colony_assign");
+        // The launcher starts the new database's worker (NOTIFY relay, reaper) within 10 s;
+        // measuring before it runs would measure a different system (every submitter NOTIFYing
+        // itself). Without preload there is no worker to wait for.
+        let preloaded: String = client
+            .query_one("SHOW shared_preload_libraries", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if preloaded.contains("colony_assign") {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            loop {
+                let active: bool = client
+                    .query_one("SELECT colony_assign.worker_active()", &[])
+                    .await
+                    .unwrap()
+                    .get(0);
+                if active {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the database's colony_assign worker did not start within 30 s"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
         Db { name: db, conninfo }
     }
 

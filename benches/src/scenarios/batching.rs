@@ -102,10 +102,11 @@ async fn one_run(b: &Bench, batched: bool, n: usize) -> Run {
         .metric("colony_notifications_received_total", &[])
         .await;
     let max = if batched { 10 } else { 1 };
+    let finished = Arc::new(std::sync::OnceLock::<Instant>::new());
     let mut tasks = Vec::new();
     for (name, token) in &executors {
         let executor = HttpExecutor::new(&replica, name, token);
-        let (requests, done) = (http_requests.clone(), done.clone());
+        let (requests, done, finished) = (http_requests.clone(), done.clone(), finished.clone());
         tasks.push(tokio::spawn(async move {
             let (mut formation, mut assign) = (Latencies::default(), Latencies::default());
             while done.load(Ordering::Acquire) < n {
@@ -136,13 +137,25 @@ async fn one_run(b: &Bench, batched: bool, n: usize) -> Run {
                         executor.close(*id).await;
                     }
                 }
-                done.fetch_add(got.len(), Ordering::AcqRel);
+                // The run ends when the last process is closed, not when the executors'
+                // final (empty) long-polls time out.
+                if done.fetch_add(got.len(), Ordering::AcqRel) + got.len() >= n {
+                    let _ = finished.set(Instant::now());
+                }
             }
             (formation, assign)
         }));
     }
-    // Executors are parked; now submit.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Submit once every executor is parked (each waits on the broadcast key of its type).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while replica
+        .metric("colony_parked_waiters", &[("kind", "broadcast")])
+        .await
+        < EXECUTORS as f64
+    {
+        assert!(Instant::now() < deadline, "executors parked within 30 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let started = Instant::now();
     let token = executors[0].1.clone();
     let url = format!("{}/v1/colonies/bench/processes", replica.base);
@@ -188,7 +201,11 @@ async fn one_run(b: &Bench, batched: bool, n: usize) -> Run {
         formation.merge(&f);
         assign.merge(&a);
     }
-    let seconds = started.elapsed().as_secs_f64();
+    let seconds = finished
+        .get()
+        .expect("every process closed")
+        .duration_since(started)
+        .as_secs_f64();
     let sql = replica.metric("colony_db_queries_total", &[]).await - sql_before;
     let notifications = replica
         .metric("colony_notifications_received_total", &[])

@@ -3,7 +3,7 @@
 //! with retention and vacuum keeping the table small.
 
 use super::floor::{CLIENTS, closed_loop_keeping, sql_cycles};
-use crate::env::{Bench, connect, counter, spinner};
+use crate::env::{Bench, connect, connect_with_notices, counter, spinner};
 use crate::measure::{Latencies, ms, rate, ratio};
 use crate::report::{Section, Table, line_plot, target};
 use serde_json::{Value, json};
@@ -115,6 +115,13 @@ pub async fn run(b: &Bench) -> Section {
         p99s.push((depth, latencies.p(99.0), latencies.summary()));
     }
     section.tables.push(depth_table);
+    let deepest = *depths.last().unwrap();
+    let plan = claim_plan(&db.conninfo, &executors[0]).await;
+    section.notes.push(format!(
+        "The claim statement inside one `assign()` at {deepest} waiting (auto_explain with ANALYZE and \
+         BUFFERS, nested statements; the executor has a location, so all three arms run; its session has \
+         claimed before, so the arms start at its scan cursor):\n\n```text\n{plan}\n```"
+    ));
     let (first, last) = (p99s.first().unwrap(), p99s.last().unwrap());
     section.targets.push(target(
         &format!("assign p99 at {} vs at {} waiting", last.0, first.0),
@@ -242,4 +249,55 @@ pub async fn run(b: &Bench) -> Section {
         "e2e": {"processes": total, "seconds": seconds, "windows": windows}});
     b.drop_db(&db).await;
     section
+}
+
+/// The plan of the claim statement of one assign() (and close of what it claimed), from
+/// auto_explain sent to this session as a NOTICE. Two assigns: the second starts at the
+/// cursor the first left, which is the steady state.
+async fn claim_plan(conninfo: &str, executor: &str) -> String {
+    let (client, mut notices) = connect_with_notices(conninfo).await;
+    let cycle = async |client: &tokio_postgres::Client| {
+        if let Some(row) = client
+            .query_opt(
+                "SELECT id FROM colony_assign.assign('bench', $1)",
+                &[&executor],
+            )
+            .await
+            .unwrap()
+        {
+            let id: i64 = row.get(0);
+            client
+                .execute("SELECT colony_assign.close($1, $2)", &[&id, &executor])
+                .await
+                .unwrap();
+        }
+    };
+    cycle(&client).await;
+    client
+        .batch_execute(
+            "LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0; SET auto_explain.log_analyze = on; \
+             SET auto_explain.log_buffers = on; SET auto_explain.log_timing = off; \
+             SET auto_explain.log_nested_statements = on; SET auto_explain.log_level = notice",
+        )
+        .await
+        .unwrap();
+    while notices.try_recv().is_ok() {}
+    cycle(&client).await;
+    client
+        .batch_execute("SET auto_explain.log_min_duration = -1")
+        .await
+        .unwrap();
+    let mut plan = None;
+    while let Ok(notice) = notices.try_recv() {
+        if notice.contains("processes_assign_located_idx") && plan.is_none() {
+            // Drop the "Query Text" block: the plan starts at the first node line.
+            let lines: Vec<&str> = notice.lines().collect();
+            let start = lines
+                .iter()
+                .position(|l| l.contains("  (cost=") || l.contains("  (actual"))
+                .unwrap_or(0);
+            plan = Some(lines[start..].join("\n"));
+        }
+    }
+    plan.unwrap_or_else(|| "(auto_explain sent no plan)".into())
 }

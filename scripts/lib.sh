@@ -61,7 +61,9 @@ dev_cluster_up() {
   if [ ! -f "$DEV_DIR/pgdata/PG_VERSION" ]; then
     runuser -u postgres -- "$PGBIN/initdb" -D "$DEV_DIR/pgdata" -A trust -U postgres -E UTF8 --locale=C.UTF-8 >/dev/null
   fi
-  if [ -f "$DEV_DIR/pgdata/postmaster.pid" ]; then
+  # `pg_ctl status`, not the pid file: after a machine crash the file outlives the server, and
+  # stopping a dead server fails.
+  if runuser -u postgres -- "$PGBIN/pg_ctl" -D "$DEV_DIR/pgdata" status >/dev/null 2>&1; then
     runuser -u postgres -- "$PGBIN/pg_ctl" -D "$DEV_DIR/pgdata" -m fast -w stop >/dev/null
   fi
   runuser -u postgres -- "$PGBIN/pg_ctl" -D "$DEV_DIR/pgdata" -l "$DEV_DIR/postgres.log" -w -o \

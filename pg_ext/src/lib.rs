@@ -1,7 +1,7 @@
 //! colony_assign: a ColonyOS-style process scheduler inside PostgreSQL.
 //!
 //! This file is wiring only. The data model, every state transition and the assign statement
-//! are SQL (`pg_ext/sql/*.sql`); Rust is used where it earns its place:
+//! are SQL (`sql/*.sql` at the workspace root); Rust is used where it earns its place:
 //! - [`channel`]: notification channel names, shared byte for byte with the coordinator
 //!   through the `colony-proto` crate;
 //! - [`cursor`]: per-session scan cursors that keep assign() off the dead head of its queue;
@@ -28,22 +28,22 @@ mod workflow;
 
 // Tables, the public composite type and indexes come first; the SQL functions reference the Rust
 // functions (`_wake`, `channel`, ...), so they are created after those; grants and comments last.
-pgrx::extension_sql_file!("../sql/bootstrap.sql", bootstrap);
+pgrx::extension_sql_file!("../../sql/bootstrap.sql", bootstrap);
 pgrx::extension_sql_file!(
-    "../sql/validate.sql",
+    "../../sql/validate.sql",
     requires = ["bootstrap", spec::_spec_problem]
 );
 pgrx::extension_sql_file!(
-    "../sql/processes.sql",
+    "../../sql/processes.sql",
     requires = ["validate", notify::_wake]
 );
-pgrx::extension_sql_file!("../sql/colonies.sql", requires = ["processes"]);
+pgrx::extension_sql_file!("../../sql/colonies.sql", requires = ["processes"]);
 pgrx::extension_sql_file!(
-    "../sql/executors.sql",
+    "../../sql/executors.sql",
     requires = ["colonies", channel::_executor_channels]
 );
 pgrx::extension_sql_file!(
-    "../sql/assign.sql",
+    "../../sql/assign.sql",
     requires = [
         "processes",
         cursor::_cursor_start,
@@ -51,15 +51,15 @@ pgrx::extension_sql_file!(
         cursor::_cursor_used
     ]
 );
-pgrx::extension_sql_file!("../sql/reap.sql", requires = ["processes"]);
-pgrx::extension_sql_file!("../sql/coordinator.sql", requires = ["executors"]);
+pgrx::extension_sql_file!("../../sql/reap.sql", requires = ["processes"]);
+pgrx::extension_sql_file!("../../sql/coordinator.sql", requires = ["executors"]);
 pgrx::extension_sql_file!(
-    "../sql/workflows.sql",
+    "../../sql/workflows.sql",
     requires = ["processes", workflow::_find_cycle]
 );
-pgrx::extension_sql_file!("../sql/logs.sql", requires = ["processes"]);
+pgrx::extension_sql_file!("../../sql/logs.sql", requires = ["processes"]);
 pgrx::extension_sql_file!(
-    "../sql/finalize.sql",
+    "../../sql/finalize.sql",
     finalize,
     requires = [
         "colonies",

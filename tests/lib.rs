@@ -368,19 +368,7 @@ impl Coordinator {
             .text()
             .await
             .unwrap();
-        text.lines()
-            .filter(|line| !line.starts_with('#'))
-            .filter_map(|line| {
-                let (series, value) = line.rsplit_once(' ')?;
-                let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
-                (metric == name
-                    && labels
-                        .iter()
-                        .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
-                .then(|| value.parse::<f64>().ok())
-                .flatten()
-            })
-            .sum()
+        colony_proto::metrics_text::sum(&text, name, labels)
     }
 
     /// SIGTERM; returns how long the process took to exit.

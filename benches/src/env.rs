@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, Client, NoTls, Notification};
+use tokio_postgres::{AsyncMessage, Client, NoTls, Notification, Statement};
 
 /// How big each scenario runs: `full` for docs/BENCHMARKS.md, `smoke` for CI.
 #[derive(Clone, Debug)]
@@ -215,6 +215,27 @@ pub fn spec(executor_type: &str, location: Option<&str>) -> Value {
     spec
 }
 
+/// The two statements of a SQL-direct executor's cycle in colony `bench`, prepared once per
+/// connection: `assign(executor)` returning ids, `close(id, executor)`.
+pub struct SqlCycle {
+    pub assign: Statement,
+    pub close: Statement,
+}
+
+impl SqlCycle {
+    pub async fn prepare(client: &Client) -> SqlCycle {
+        let assign = client
+            .prepare("SELECT id FROM colony_assign.assign('bench', $1)")
+            .await
+            .unwrap();
+        let close = client
+            .prepare("SELECT colony_assign.close($1, $2)")
+            .await
+            .unwrap();
+        SqlCycle { assign, close }
+    }
+}
+
 pub async fn connect(conninfo: &str) -> Client {
     connect_listening(conninfo).await.0
 }
@@ -316,19 +337,7 @@ impl Replica {
             return 0.0;
         };
         let text = response.text().await.unwrap_or_default();
-        text.lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|line| {
-                let (series, value) = line.rsplit_once(' ')?;
-                let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
-                (metric == name
-                    && labels
-                        .iter()
-                        .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
-                .then(|| value.parse::<f64>().ok())
-                .flatten()
-            })
-            .sum()
+        colony_proto::metrics_text::sum(&text, name, labels)
     }
 
     pub fn pid(&self) -> Option<u32> {

@@ -2,7 +2,7 @@
 //! queue, next to the floor of two bare single-row UPDATE commits per cycle, and HTTP through
 //! one replica next to SQL-direct.
 
-use crate::env::{Bench, HttpExecutor, Poll, Replica, connect, spec, spinner};
+use crate::env::{Bench, HttpExecutor, Poll, Replica, SqlCycle, connect, spec, spinner};
 use crate::measure::{Latencies, ms, rate, ratio};
 use crate::report::{Section, Table, target};
 use futures_util::future::BoxFuture;
@@ -56,14 +56,7 @@ pub async fn sql_cycles(conninfo: &str, names: &[String]) -> Vec<Cycle> {
     let mut cycles: Vec<Cycle> = Vec::new();
     for name in names {
         let client = Arc::new(connect(conninfo).await);
-        let assign = client
-            .prepare("SELECT id FROM colony_assign.assign('bench', $1)")
-            .await
-            .unwrap();
-        let close = client
-            .prepare("SELECT colony_assign.close($1, $2)")
-            .await
-            .unwrap();
+        let SqlCycle { assign, close } = SqlCycle::prepare(&client).await;
         let name = name.clone();
         cycles.push(Box::new(move || {
             let (client, assign, close, name) =

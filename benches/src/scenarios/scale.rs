@@ -3,7 +3,7 @@
 //! with retention and vacuum keeping the table small.
 
 use super::floor::{CLIENTS, closed_loop_keeping, sql_cycles};
-use crate::env::{Bench, connect, connect_with_notices, counter, spinner};
+use crate::env::{Bench, SqlCycle, connect, connect_with_notices, counter, spinner};
 use crate::measure::{Latencies, ms, rate, ratio};
 use crate::report::{Section, Table, line_plot, target};
 use serde_json::{Value, json};
@@ -59,14 +59,7 @@ pub async fn run(b: &Bench) -> Section {
         .prepare("SELECT count(*) FROM colony_assign.submit_many('bench', $1)")
         .await
         .unwrap();
-    let assign = client
-        .prepare("SELECT id FROM colony_assign.assign('bench', $1)")
-        .await
-        .unwrap();
-    let close = client
-        .prepare("SELECT colony_assign.close($1, $2)")
-        .await
-        .unwrap();
+    let SqlCycle { assign, close } = SqlCycle::prepare(&client).await;
     let waiting = client
         .prepare("SELECT waiting FROM colony_assign.stats('bench')")
         .await

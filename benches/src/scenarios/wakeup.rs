@@ -4,7 +4,7 @@
 //! The same for SQL-direct executors (LISTEN + assign), for comparison.
 
 use crate::env::{
-    Bench, HttpExecutor, Poll, Replica, connect, connect_listening, spec, spinner, total,
+    Bench, HttpExecutor, Poll, Replica, SqlCycle, connect, connect_listening, spec, spinner, total,
 };
 use crate::measure::{Latencies, ms, rate};
 use crate::report::{Section, Table, target};
@@ -313,14 +313,7 @@ async fn sql_direct(
                     .await
                     .unwrap();
             }
-            let assign = client
-                .prepare("SELECT id FROM colony_assign.assign('bench', $1)")
-                .await
-                .unwrap();
-            let close = client
-                .prepare("SELECT colony_assign.close($1, $2)")
-                .await
-                .unwrap();
+            let SqlCycle { assign, close } = SqlCycle::prepare(&client).await;
             loop {
                 let rows = client.query(&assign, &[&name]).await.unwrap();
                 if rows.is_empty() {

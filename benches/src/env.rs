@@ -179,6 +179,12 @@ impl Db {
         out
     }
 
+    /// [`Db::executors`] for SQL-direct clients, which need only the names.
+    pub async fn executor_names(&self, n: usize, prefix: &str, executor_type: &str) -> Vec<String> {
+        let executors = self.executors(n, prefix, executor_type, None).await;
+        executors.into_iter().map(|(name, _token)| name).collect()
+    }
+
     /// Submits `n` copies of `spec` in batches of 10,000.
     pub async fn submit_copies(&self, spec: &Value, n: usize) {
         let client = self.client().await;

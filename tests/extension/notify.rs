@@ -178,12 +178,9 @@ async fn nothing_is_sent_on_rollback_or_for_a_rolled_back_savepoint() {
     );
 }
 
-#[tokio::test]
-async fn submit_many_of_1000_over_3_keys_sends_exactly_3_notifications() {
-    let (db, client) = setup("notify_coalesce").await;
-    let mut listener = db
-        .listener(&[location("A"), location("B"), broadcast()])
-        .await;
+/// One `submit_many` of 1,000 processes of type `t` in colony `c`: 500 at location A, 300 at B,
+/// 200 location-less.
+async fn submit_1000_over_three_keys(client: &tokio_postgres::Client) {
     let specs: Vec<_> = (0..1000)
         .map(|i| match i % 10 {
             0..=4 => spec("t", json!({"locationname": "A"}), json!({})),
@@ -198,6 +195,15 @@ async fn submit_many_of_1000_over_3_keys_sends_exactly_3_notifications() {
         )
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn submit_many_of_1000_over_3_keys_sends_exactly_3_notifications() {
+    let (db, client) = setup("notify_coalesce").await;
+    let mut listener = db
+        .listener(&[location("A"), location("B"), broadcast()])
+        .await;
+    submit_1000_over_three_keys(&client).await;
     let mut got = listener.drain(&client).await;
     got.sort();
     let mut want = vec![
@@ -325,20 +331,7 @@ async fn the_worker_relays_notifications_after_commit() {
     );
 
     // 1,000 over three keys in one transaction: three notifications with the counts.
-    let specs: Vec<_> = (0..1000)
-        .map(|i| match i % 10 {
-            0..=4 => spec("t", json!({"locationname": "A"}), json!({})),
-            5..=7 => spec("t", json!({"locationname": "B"}), json!({})),
-            _ => spec("t", json!({}), json!({})),
-        })
-        .collect();
-    client
-        .query(
-            "SELECT colony_assign.submit_many('c', $1)",
-            &[&serde_json::Value::Array(specs)],
-        )
-        .await
-        .unwrap();
+    submit_1000_over_three_keys(&client).await;
     let mut got = Vec::new();
     for _ in 0..3 {
         let n = listener.next().await;

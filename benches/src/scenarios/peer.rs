@@ -95,12 +95,7 @@ pub async fn run(b: &Bench) -> Section {
 
     bar.set_message("peer: colony_assign");
     let db = b.fresh_db("peer").await;
-    let names: Vec<String> = db
-        .executors(CLIENTS, "e", "t", None)
-        .await
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
+    let names = db.executor_names(CLIENTS, "e", "t").await;
     db.submit_copies(&spec("t", None), backlog).await;
     db.vacuum().await;
     let (ours, our_lat) = closed_loop(duration, sql_cycles(&db.conninfo, &names).await).await;

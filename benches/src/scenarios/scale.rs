@@ -8,6 +8,7 @@ use crate::measure::{Latencies, ms, rate, ratio};
 use crate::report::{Section, Table, line_plot, target};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
+use tokio_postgres::{Client, Statement};
 
 const TYPES: usize = 20;
 const LOCATIONS: usize = 10;
@@ -19,6 +20,31 @@ fn specs(from: usize, count: usize) -> Value {
                 "executortype": format!("t{}", i % TYPES), "locationname": format!("l{}", (i / TYPES) % LOCATIONS)}}))
             .collect(),
     )
+}
+
+/// Submits in batches of 10,000 until `depth` processes are waiting, numbering them on from
+/// `submitted`.
+async fn fill_to(
+    client: &Client,
+    submit: &Statement,
+    waiting: &Statement,
+    submitted: &mut usize,
+    depth: usize,
+) {
+    let current: i64 = client.query_one(waiting, &[]).await.unwrap().get(0);
+    let mut left = depth.saturating_sub(current as usize);
+    let bar = counter(left as u64, format!("scale: loading to {depth} waiting"));
+    while left > 0 {
+        let n = left.min(10_000);
+        client
+            .query_one(submit, &[&specs(*submitted, n)])
+            .await
+            .unwrap();
+        *submitted += n;
+        left -= n;
+        bar.inc(n as u64);
+    }
+    bar.finish_and_clear();
 }
 
 pub async fn run(b: &Bench) -> Section {
@@ -68,21 +94,7 @@ pub async fn run(b: &Bench) -> Section {
     let mut depth_table = Table::new("", &["waiting", "assign p50 ms", "assign p99 ms", "max ms"]);
     let mut p99s = Vec::new();
     for &depth in depths {
-        let current: i64 = client.query_one(&waiting, &[]).await.unwrap().get(0);
-        let missing = depth.saturating_sub(current as usize);
-        let bar = counter(missing as u64, format!("scale: loading to {depth} waiting"));
-        let mut left = missing;
-        while left > 0 {
-            let n = left.min(10_000);
-            client
-                .query_one(&submit, &[&specs(submitted, n)])
-                .await
-                .unwrap();
-            submitted += n;
-            left -= n;
-            bar.inc(n as u64);
-        }
-        bar.finish_and_clear();
+        fill_to(&client, &submit, &waiting, &mut submitted, depth).await;
         db.vacuum().await;
         let bar = spinner(format!(
             "scale: {} assigns at depth {depth}",
@@ -130,17 +142,7 @@ pub async fn run(b: &Bench) -> Section {
 
     // End to end: top up to the e2e count, then drain with 50 clients.
     let target_total = b.size.scale_e2e;
-    let current: i64 = client.query_one(&waiting, &[]).await.unwrap().get(0);
-    let mut left = target_total.saturating_sub(current as usize);
-    while left > 0 {
-        let n = left.min(10_000);
-        client
-            .query_one(&submit, &[&specs(submitted, n)])
-            .await
-            .unwrap();
-        submitted += n;
-        left -= n;
-    }
+    fill_to(&client, &submit, &waiting, &mut submitted, target_total).await;
     client
         .execute(
             "SELECT colony_assign.configure('bench', retention => interval '60 seconds')",

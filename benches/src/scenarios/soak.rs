@@ -30,12 +30,7 @@ pub async fn run(b: &Bench) -> Section {
         ),
     );
     let db = b.fresh_db("soak").await;
-    let names: Vec<String> = db
-        .executors(CLIENTS, "e", "t", None)
-        .await
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
+    let names = db.executor_names(CLIENTS, "e", "t").await;
     let bar = spinner("soak: loading".into());
     let total_seconds = (before + during * 2 + after).as_secs_f64();
     db.submit_copies(

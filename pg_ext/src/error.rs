@@ -7,15 +7,46 @@ use pgrx::prelude::*;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExtError {
-    /// A required argument was NULL.
+    /// A required argument was NULL (22004).
     #[error("{0} must not be NULL")]
     NullArgument(&'static str),
+    /// An argument has an invalid value: a malformed spec, a bad name, a count out of range
+    /// (22023). The message names the field and the value.
+    #[error("{0}")]
+    InvalidValue(String),
+    /// Too large: a spec or output over its limit, too many items in one call (54000).
+    #[error("{0}")]
+    TooLarge(String),
+    /// An unknown colony, executor, process or workflow (P0002).
+    #[error("{0}")]
+    NotFound(String),
+    /// Not allowed: another executor's process, another colony's (42501).
+    #[error("{0}")]
+    NotAllowed(String),
+    /// The object is not in the state the call needs: closing twice, cancelling what ended
+    /// (55000).
+    #[error("{0}")]
+    WrongState(String),
+    /// A row changed under a REPEATABLE READ or SERIALIZABLE transaction (40001), as
+    /// PostgreSQL reports it for an UPDATE.
+    #[error("could not serialize access due to concurrent update")]
+    SerializationFailure,
+    /// The extension's own invariants do not hold (its schema was altered by hand); XX000.
+    #[error("colony_assign internal error: {0}")]
+    Internal(String),
 }
 
 impl ExtError {
     fn sqlstate(&self) -> PgSqlErrorCode {
         match self {
             ExtError::NullArgument(_) => PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            ExtError::InvalidValue(_) => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            ExtError::TooLarge(_) => PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            ExtError::NotFound(_) => PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
+            ExtError::NotAllowed(_) => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            ExtError::WrongState(_) => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            ExtError::SerializationFailure => PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,
+            ExtError::Internal(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
         }
     }
 

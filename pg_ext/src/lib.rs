@@ -1,38 +1,53 @@
 //! colony_assign: a ColonyOS-style process scheduler inside PostgreSQL.
 //!
-//! This file is wiring only. The data model, every state transition and the assign statement
-//! are SQL (`sql/*.sql` at the workspace root); Rust is used where it earns its place:
+//! This file is wiring only. The data model, every signature, grant and comment, and the rarer
+//! state transitions are SQL (`sql/*.sql` at the workspace root); Rust is used where it earns
+//! its place:
+//! - the hot path, below the SQL executor: [`claim`] (assign), [`finish`] (close, fail,
+//!   close_many), [`submit`] (submit, submit_many, workflow inserts), over [`table`] (direct
+//!   heap and index access with per-session caches), [`members`] (colony and executor rows),
+//!   [`spec`] (specs parsed once into typed rows), [`fcall`] (C-function plumbing), [`json`]
+//!   and [`spi`] (the SQL they still run, under a pinned search path);
+//! - [`strict`]: strict mode's per (colony, type) lock, given back before the commit's flush;
+//! - [`cursor`]: per-session scan cursors that keep assign() off the dead head of its queue,
+//!   invalidated by shared queue-range epochs;
 //! - [`channel`]: notification channel names, shared byte for byte with the coordinator
 //!   through the `colony-proto` crate;
-//! - [`cursor`]: per-session scan cursors that keep assign() off the dead head of its queue;
 //! - [`notify`]: per-transaction NOTIFY coalescing (one NOTIFY per key per transaction,
-//!   payload = count), which needs transaction and subtransaction callbacks;
+//!   payload = count);
+//! - [`xact`]: receives PostgreSQL's transaction events once and tells the modules above;
 //! - [`relay`]: hands notifications to a background worker after commit, so submitters never
 //!   take PostgreSQL's global NOTIFY commit lock;
 //! - [`worker`]: the background launcher and per-database workers (relay and reaper);
-//! - [`spec`]: spec validation (compiled: the SQL version cost most of a single submit);
 //! - [`workflow`]: cycle detection for submitted DAGs.
 
 use pgrx::prelude::*;
 
 mod channel;
+mod claim;
 mod cursor;
 mod error;
+mod fcall;
+mod finish;
+mod json;
+mod members;
 mod notify;
 mod relay;
 mod spec;
+mod spi;
+mod strict;
+mod submit;
+mod table;
 mod worker;
 mod workflow;
+mod xact;
 
 ::pgrx::pg_module_magic!();
 
 // Tables, the public composite type and indexes come first; the SQL functions reference the Rust
 // functions (`_wake`, `channel`, ...), so they are created after those; grants and comments last.
 pgrx::extension_sql_file!("../../sql/bootstrap.sql", bootstrap);
-pgrx::extension_sql_file!(
-    "../../sql/validate.sql",
-    requires = ["bootstrap", spec::_spec_problem]
-);
+pgrx::extension_sql_file!("../../sql/validate.sql", requires = ["bootstrap"]);
 pgrx::extension_sql_file!(
     "../../sql/processes.sql",
     requires = ["validate", notify::_wake]
@@ -42,15 +57,7 @@ pgrx::extension_sql_file!(
     "../../sql/executors.sql",
     requires = ["colonies", channel::_executor_channels]
 );
-pgrx::extension_sql_file!(
-    "../../sql/assign.sql",
-    requires = [
-        "processes",
-        cursor::_cursor_start,
-        cursor::_cursor_advance,
-        cursor::_cursor_used
-    ]
-);
+pgrx::extension_sql_file!("../../sql/assign.sql", requires = ["processes"]);
 pgrx::extension_sql_file!("../../sql/reap.sql", requires = ["processes"]);
 pgrx::extension_sql_file!("../../sql/coordinator.sql", requires = ["executors"]);
 pgrx::extension_sql_file!(
@@ -69,14 +76,15 @@ pgrx::extension_sql_file!(
         "coordinator",
         "workflows",
         "logs",
-        channel::channel
+        channel::channel,
+        strict::_strict_lock
     ]
 );
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     cursor::init();
-    notify::init();
+    xact::init();
     relay::init();
     worker::init();
 }

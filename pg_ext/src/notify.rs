@@ -33,20 +33,13 @@ unsafe extern "C-unwind" {
     fn Async_Notify(channel: *const std::ffi::c_char, payload: *const std::ffi::c_char);
 }
 
-/// Registers the transaction callbacks; called once per backend from `_PG_init`.
-pub fn init() {
-    // SAFETY: plain registration of static functions with no argument pointer.
-    unsafe {
-        pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
-        pg_sys::RegisterSubXactCallback(Some(on_subxact), std::ptr::null_mut());
-    }
-}
-
-/// Records that `n` processes with these conditions became assignable in this transaction.
-/// Name-targeted processes (`executor_names` not NULL) wake each listed executor's key;
-/// otherwise the location key, or the broadcast key for location-less processes (DESIGN.md,
-/// Notifications). SQL callers go through `_wake_group`, which narrows the names to executors
-/// that could take the work. Returns how many channels it queued a count for.
+/// Records that `n` processes with these conditions became assignable in this transaction
+/// (SQL callers: requeues, releases, workflow releases, resume). Name-targeted processes
+/// (`executor_names` not NULL) wake each listed executor's key; otherwise the location key, or
+/// the broadcast key for location-less processes (DESIGN.md, Notifications). SQL callers go
+/// through `_wake_group`, which narrows the names to executors that could take the work. Such
+/// work may be waiting behind scan cursors, so untargeted ranges get their epoch bumped at
+/// commit (cursor.rs). Returns how many channels it queued a count for.
 #[pg_extern(volatile, parallel_unsafe)]
 fn _wake(
     colony: &str,
@@ -58,90 +51,97 @@ fn _wake(
     if n <= 0 {
         return 0;
     }
-    let mut channels = Vec::new();
-    match executor_names {
-        // Untargeted: the location key, or the broadcast key when location-less.
-        None => channels.push(Key::untargeted(colony, executor_type, location).channel()),
-        // Targeted: only the named executors' keys (possibly none: nobody who could take it
-        // is registered yet, and an executor assigns before it waits anyway).
-        Some(names) => {
-            for executor in names.iter().flatten() {
-                channels.push(
-                    Key::Name {
-                        colony,
-                        executor_type,
-                        executor,
-                    }
-                    .channel(),
-                );
-            }
-        }
+    if executor_names.is_none() {
+        crate::cursor::made_assignable(crate::cursor::Range::new(colony, executor_type, location));
     }
+    let names: Option<Vec<&str>> = executor_names
+        .as_ref()
+        .map(|names| names.iter().flatten().map(String::as_str).collect());
+    wake(colony, executor_type, location, names.as_deref(), n as u64)
+}
+
+/// Queues `n` for the key(s) of processes with these conditions, to be sent at commit:
+/// untargeted (`names` None) → the location or broadcast key; targeted → each named
+/// executor's key (possibly none: nobody who could take it is registered yet, and an executor
+/// assigns before it waits anyway). Returns how many channels it queued a count for.
+pub fn wake(
+    colony: &str,
+    executor_type: &str,
+    location: Option<&str>,
+    names: Option<&[&str]>,
+    n: u64,
+) -> i32 {
+    let channels: Vec<String> = match names {
+        None => vec![Key::untargeted(colony, executor_type, location).channel()],
+        Some(names) => names
+            .iter()
+            .map(|executor| {
+                Key::Name {
+                    colony,
+                    executor_type,
+                    executor,
+                }
+                .channel()
+            })
+            .collect(),
+    };
     // SAFETY: a plain read of the transaction state.
     let level = unsafe { pg_sys::GetCurrentTransactionNestLevel() };
     let queued = channels.len() as i32;
     PENDING.with_borrow_mut(|pending| {
         for channel in channels {
-            *pending.entry((level, channel)).or_default() += n as u64;
+            *pending.entry((level, channel)).or_default() += n;
         }
     });
     queued
 }
 
-#[pg_guard]
-unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
-    use pg_sys::XactEvent::*;
-    match event {
-        // Still inside the transaction: either leave the counts for the relay (see relay.rs),
-        // or queue one NOTIFY per channel, which PostgreSQL sends only if the commit succeeds.
-        XACT_EVENT_PRE_COMMIT if PENDING.with_borrow(|p| !p.is_empty()) => {
-            if crate::relay::available() {
-                HANDED_TO_RELAY.set(true);
-            } else {
-                send_pending();
-            }
-        }
-        // PREPARE TRANSACTION with pending notifications is refused by PostgreSQL itself,
-        // which is the right answer.
-        XACT_EVENT_PRE_PREPARE => send_pending(),
-        // Committed: hand the counts over. Nothing here may raise an error.
-        XACT_EVENT_COMMIT if HANDED_TO_RELAY.replace(false) => {
-            let per_channel = coalesce(PENDING.with_borrow_mut(std::mem::take));
-            crate::relay::hand_over(per_channel.iter().map(|(c, n)| (c.as_str(), *n)));
-        }
-        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => {
-            HANDED_TO_RELAY.set(false);
-            PENDING.with_borrow_mut(HashMap::clear);
-            crate::cursor::clear();
-        }
-        _ => {}
+/// PRE_COMMIT: still inside the transaction. Either leave the counts for the relay (see
+/// relay.rs), or queue one NOTIFY per channel, which PostgreSQL sends only if the commit
+/// succeeds.
+pub fn at_pre_commit() {
+    if PENDING.with_borrow(|p| p.is_empty()) {
+        return;
+    }
+    if crate::relay::available() {
+        HANDED_TO_RELAY.set(true);
+    } else {
+        send_pending();
     }
 }
 
-#[pg_guard]
-unsafe extern "C-unwind" fn on_subxact(
-    event: pg_sys::SubXactEvent::Type,
-    _sub: pg_sys::SubTransactionId,
-    _parent: pg_sys::SubTransactionId,
-    _arg: *mut std::ffi::c_void,
-) {
-    use pg_sys::SubXactEvent::*;
-    if event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB {
-        return;
+pub fn at_pre_prepare() {
+    send_pending();
+}
+
+/// Committed: hand the counts over. Must not raise.
+pub fn at_commit() {
+    if HANDED_TO_RELAY.replace(false) {
+        let per_channel = coalesce(PENDING.with_borrow_mut(std::mem::take));
+        crate::relay::hand_over(per_channel.iter().map(|(c, n)| (c.as_str(), *n)));
     }
-    // During these events the current nesting level is still the subtransaction's own.
-    // SAFETY: a plain read of the transaction state.
-    let level = unsafe { pg_sys::GetCurrentTransactionNestLevel() };
+}
+
+pub fn at_abort() {
+    HANDED_TO_RELAY.set(false);
+    PENDING.with_borrow_mut(HashMap::clear);
+}
+
+/// A rolled-back savepoint (or PL/pgSQL exception block) drops its counts.
+pub fn at_subabort(level: i32) {
+    PENDING.with_borrow_mut(|pending| pending.retain(|(l, _), _| *l < level));
+}
+
+/// A released savepoint hands its counts to its parent.
+pub fn at_subcommit(level: i32) {
     PENDING.with_borrow_mut(|pending| {
         if pending.is_empty() {
             return;
         }
         let inner: Vec<((i32, String), u64)> =
             pending.extract_if(|(l, _), _| *l >= level).collect();
-        if event == SUBXACT_EVENT_COMMIT_SUB {
-            for ((_, channel), n) in inner {
-                *pending.entry((level - 1, channel)).or_default() += n;
-            }
+        for ((_, channel), n) in inner {
+            *pending.entry((level - 1, channel)).or_default() += n;
         }
     });
 }

@@ -420,8 +420,29 @@ async fn scan_cursors_never_hide_work_that_was_rolled_back_requeued_or_is_the_on
     let other = db.client().await;
     assert_eq!(assign(&other, "e", 1).await, vec![urgent]);
 
-    // A process requeued behind the cursor, when it is the only waiting work, is found: an
-    // empty answer from a cursor is retried from the head.
+    // A claim rolled back to a savepoint is waiting again at once: for this session (its own
+    // cursor is dropped) and for another that claimed past it meanwhile (the rollback moved
+    // the range's epoch).
+    let second = db.client().await;
+    client.batch_execute("BEGIN; SAVEPOINT s").await.unwrap();
+    assert_eq!(assign(&client, "e", 1).await, vec![ids[1]]);
+    assert_eq!(assign(&second, "e", 1).await, vec![ids[2]]);
+    client
+        .batch_execute("ROLLBACK TO SAVEPOINT s")
+        .await
+        .unwrap();
+    assert_eq!(assign(&second, "e", 1).await, vec![ids[1]]);
+    client.batch_execute("ROLLBACK").await.unwrap();
+    second
+        .execute(
+            "SELECT colony_assign.release('c', 'e', $1)",
+            &[&vec![ids[1], ids[2]]],
+        )
+        .await
+        .unwrap();
+
+    // A process requeued behind the cursor is seen by the next call (the requeue moved the
+    // range's epoch).
     assert_eq!(assign(&client, "e", 3).await, ids[1..4]);
     // (An execution deadline passes: reap() requeues it.)
     client
@@ -439,11 +460,10 @@ async fn scan_cursors_never_hide_work_that_was_rolled_back_requeued_or_is_the_on
     assert_eq!(requeued, 1);
     assert_eq!(assign(&client, "e", 1).await, vec![ids[2]]);
 
-    // Work ahead of the cursor in queue order while the range holds less than asked for: the
-    // short scan from the cursor is completed by one from the head, in the same call (its rows
-    // follow the cursor scan's).
+    // Work ahead of the cursor in queue order (a higher priority) is seen by the very next
+    // call, in queue order: its submit moved the range's epoch, which drops every cursor.
     let late = submit_many(&client, &[located(5), located(0)]).await;
-    assert_eq!(assign(&client, "e", 5).await, vec![late[1], late[0]]);
+    assert_eq!(assign(&client, "e", 5).await, vec![late[0], late[1]]);
     assert_eq!(waiting(&client).await, 0);
 }
 

@@ -81,3 +81,19 @@ BEGIN ATOMIC
     SELECT EXISTS (SELECT FROM pg_stat_activity a
                    WHERE a.backend_type = 'colony_assign worker' AND a.datname = current_database());
 END;
+
+-- Coalesced calls: a replica that has several long-polls wanting work, or several close
+-- requests, at the same moment sends them as one call (one round trip, one commit). Each
+-- request is served as the single call would serve it, in array order, and reports its own
+-- failure (SQLSTATE and message, as the single call would raise them) without sinking the
+-- others. In strict colonies one batch holds the (colony, type) lock once for all its claims.
+CREATE FUNCTION colony_assign.assign_batch(colonies text[], executors text[], max_counts integer[])
+RETURNS TABLE (request integer, process colony_assign.process, sqlstate text, message text)
+LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER ROWS 10
+AS 'MODULE_PATHNAME', 'colony_assign_assign_batch';
+
+CREATE FUNCTION colony_assign.close_batch(process_ids bigint[], executors text[], outputs jsonb[],
+                                          colonies text[])
+RETURNS TABLE (request integer, sqlstate text, message text)
+LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER ROWS 10
+AS 'MODULE_PATHNAME', 'colony_assign_close_batch';

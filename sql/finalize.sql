@@ -42,6 +42,8 @@ GRANT EXECUTE ON FUNCTION
     colony_assign.release(text, text, bigint[]),
     colony_assign.backlog(text[], text[], text[], text[], integer),
     colony_assign.worker_active(),
+    colony_assign.assign_batch(text[], text[], integer[]),
+    colony_assign.close_batch(bigint[], text[], jsonb[], text[]),
     -- reap() is compare-and-set, so coordinators may run it when no background worker does.
     colony_assign.reap()
 TO colony_assign_coordinator;
@@ -83,6 +85,10 @@ COMMENT ON FUNCTION colony_assign.fail(bigint, text, text[], text) IS
     'Marks a RUNNING process FAILED with errors; only its assigned executor may. Errors as close().';
 COMMENT ON FUNCTION colony_assign.authenticate(text) IS
     'The executor (colony, name, type, location) a bearer token belongs to; no row for an unknown token.';
+COMMENT ON FUNCTION colony_assign.assign_batch(text[], text[], integer[]) IS
+    'Coordinator: assign() for several executors in one call (parallel arrays, served in order); per claimed process (request, process), per refused request (request, NULL, sqlstate, message). Strict colonies hold their (colony, type) lock once for the batch. Errors: 22004 NULL array, 22023 arrays of different lengths.';
+COMMENT ON FUNCTION colony_assign.close_batch(bigint[], text[], jsonb[], text[]) IS
+    'Coordinator: close() for several (process, executor, output, colony) in one call; one row per request (request, sqlstate, message), sqlstate NULL when closed, else what close() would have raised. Errors: 22004 NULL array, 22023 arrays of different lengths.';
 COMMENT ON FUNCTION colony_assign.release(text, text, bigint[]) IS
     'Puts processes claimed by an executor back to WAITING (no retry counted) and notifies them: for a long-poll response that could not be delivered.';
 COMMENT ON FUNCTION colony_assign.backlog(text[], text[], text[], text[], integer) IS

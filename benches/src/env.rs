@@ -301,6 +301,11 @@ impl Replica {
             ])
             .args(args)
             .env("RUST_LOG", "coordinator=warn")
+            .envs(
+                std::env::var("BENCH_REPLICA_THREADS")
+                    .ok()
+                    .map(|n| ("TOKIO_WORKER_THREADS", n)),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)

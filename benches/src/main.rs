@@ -30,6 +30,9 @@ struct Args {
     /// scale, soak, peer, parked.
     #[arg(long)]
     only: Option<String>,
+    /// Replica counts of the seed table (default: 1,3,5,7,9 full, 1,2 smoke).
+    #[arg(long, value_delimiter = ',')]
+    seed_replicas: Option<Vec<usize>>,
     /// The command line to print in the report (scripts/bench passes its own).
     #[arg(long, default_value = "bash scripts/bench")]
     command: String,
@@ -40,10 +43,13 @@ async fn main() {
     let args = Args::parse();
     // Thousands of parked long-polls are thousands of sockets.
     let _ = rlimit_raise();
-    let size = match args.size.as_str() {
+    let mut size = match args.size.as_str() {
         "smoke" => Size::smoke(),
         _ => Size::full(),
     };
+    if let Some(replicas) = &args.seed_replicas {
+        size.seed_replicas = replicas.clone();
+    }
     let out_dir = args
         .out
         .parent()

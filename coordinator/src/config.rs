@@ -31,6 +31,17 @@ pub struct Config {
     #[arg(long, env = "COLONY_POOL_TIMEOUT_MS", default_value_t = 2000)]
     pub pool_timeout_ms: u64,
 
+    /// Coalesced assign (and close) calls in flight at once: long-polls that want work while
+    /// these run wait and go out together in the next call (see docs/coordinator.md).
+    #[arg(long, env = "COLONY_BATCH_IN_FLIGHT", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub batch_in_flight: u16,
+
+    /// Most requests coalesced into one assign (or close) call.
+    #[arg(long, env = "COLONY_BATCH_MAX", default_value_t = 64,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub batch_max: u16,
+
     /// Longest long-poll a client may ask for (`?timeout=` in seconds, 0..=this). Keep it below
     /// the idle timeout of any proxy in front of the coordinator.
     #[arg(long, env = "COLONY_MAX_TIMEOUT_S", default_value_t = 60)]

@@ -2,6 +2,7 @@
 //! `db/*.sql`; everything the coordinator does goes through colony_assign's functions (it has
 //! no table privileges of its own).
 
+use crate::batch::Batcher;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -9,10 +10,10 @@ use serde_json::Value;
 use std::time::Duration;
 use tokio_postgres::NoTls;
 
-const ASSIGN: &str = include_str!("db/assign.sql");
+const ASSIGN_BATCH: &str = include_str!("db/assign_batch.sql");
 const AUTHENTICATE: &str = include_str!("db/authenticate.sql");
 const SUBMIT: &str = include_str!("db/submit.sql");
-const CLOSE: &str = include_str!("db/close.sql");
+const CLOSE_BATCH: &str = include_str!("db/close_batch.sql");
 const CLOSE_MANY: &str = include_str!("db/close_many.sql");
 const FAIL: &str = include_str!("db/fail.sql");
 const PROCESS: &str = include_str!("db/process.sql");
@@ -51,9 +52,16 @@ pub fn pg_config(config: &Config) -> Result<tokio_postgres::Config> {
     Ok(pg)
 }
 
+/// One close request: (process id, executor, output).
+type Close = (i64, Executor, Option<Value>);
+
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
+    /// Long-polls that want work at the same moment share one `assign_batch` call.
+    assigns: Batcher<(Executor, i32), Vec<Value>>,
+    /// Concurrent close requests share one `close_batch` call.
+    closes: Batcher<Close, ()>,
 }
 
 impl Db {
@@ -75,7 +83,33 @@ impl Db {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| Error::Internal(format!("building the pool: {e}")))?;
-        Ok(Db { pool })
+        let in_flight = usize::from(config.batch_in_flight);
+        let max_batch = usize::from(config.batch_max);
+        let assigns = {
+            let (calls, gone) = (pool.clone(), pool.clone());
+            Batcher::start(
+                in_flight,
+                max_batch,
+                move |requests| assign_batch(calls.clone(), requests),
+                move |(executor, _): (Executor, i32), processes: Vec<Value>| {
+                    tokio::spawn(give_back(gone.clone(), executor, ids(&processes)));
+                },
+            )
+        };
+        let closes = {
+            let calls = pool.clone();
+            Batcher::start(
+                in_flight,
+                max_batch,
+                move |requests| close_batch(calls.clone(), requests),
+                |_, ()| {},
+            )
+        };
+        Ok(Db {
+            pool,
+            assigns,
+            closes,
+        })
     }
 
     pub fn close(&self) {
@@ -87,25 +121,18 @@ impl Db {
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<tokio_postgres::Row>> {
-        metrics::counter!(crate::metrics::DB_QUERIES).increment(1);
-        let client = self.pool.get().await?;
-        let statement = client.prepare_cached(sql).await.map_err(Error::from_db)?;
-        client
-            .query(&statement, params)
-            .await
-            .map_err(Error::from_db)
+        query(&self.pool, sql, params).await
     }
 
     pub async fn ping(&self) -> Result<()> {
         self.query(PING, &[]).await.map(drop)
     }
 
-    /// Up to `max` processes for `executor`, as JSON objects, in queue order.
+    /// Up to `max` processes for `executor`, as JSON objects, in queue order. Coalesced with
+    /// other long-polls' assigns (batch.rs); if the caller is gone by the time they arrive,
+    /// they are given back at once.
     pub async fn assign(&self, executor: &Executor, max: i32) -> Result<Vec<Value>> {
-        let rows = self
-            .query(ASSIGN, &[&executor.colony, &executor.name, &max])
-            .await?;
-        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+        self.assigns.call((executor.clone(), max)).await
     }
 
     pub async fn authenticate(&self, token: &str) -> Result<Option<Executor>> {
@@ -123,15 +150,16 @@ impl Db {
         Ok(rows.into_iter().map(|r| r.get(0)).collect())
     }
 
+    /// Closes one process (coalesced with concurrent closes, batch.rs).
     pub async fn close_process(
         &self,
         id: i64,
         executor: &Executor,
         output: Option<&Value>,
     ) -> Result<()> {
-        self.query(CLOSE, &[&id, &executor.name, &output, &executor.colony])
+        self.closes
+            .call((id, executor.clone(), output.cloned()))
             .await
-            .map(drop)
     }
 
     /// Per item: (process id, closed, why not).
@@ -168,12 +196,10 @@ impl Db {
         Ok(self.query(STATS, &[&colony]).await?.remove(0).get(0))
     }
 
-    pub async fn release(&self, executor: &Executor, ids: &[i64]) -> Result<i64> {
-        Ok(self
-            .query(RELEASE, &[&executor.colony, &executor.name, &ids])
-            .await?
-            .remove(0)
-            .get(0))
+    /// Gives back processes whose long-poll answer could not be delivered (logged, never
+    /// failing the caller: their deadlines would requeue them anyway).
+    pub async fn release(&self, executor: Executor, ids: Vec<i64>) {
+        give_back(self.pool.clone(), executor, ids).await
     }
 
     pub async fn channels(&self, executor: &Executor) -> Result<Vec<String>> {
@@ -243,5 +269,100 @@ impl Db {
                 ((index - 1) as usize, waiting as u64)
             })
             .collect())
+    }
+}
+
+async fn query(
+    pool: &Pool,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Vec<tokio_postgres::Row>> {
+    metrics::counter!(crate::metrics::DB_QUERIES).increment(1);
+    let client = pool.get().await?;
+    let statement = client.prepare_cached(sql).await.map_err(Error::from_db)?;
+    client
+        .query(&statement, params)
+        .await
+        .map_err(Error::from_db)
+}
+
+/// A request the extension refused: its SQLSTATE and message.
+fn refused(sqlstate: Option<String>, message: Option<String>) -> Error {
+    Error::Refused {
+        sqlstate: sqlstate.unwrap_or_else(|| "XX000".into()),
+        message: message.unwrap_or_default(),
+    }
+}
+
+/// One `assign_batch` call: per request, its processes (JSON, queue order) or why not.
+async fn assign_batch(
+    pool: Pool,
+    requests: Vec<(Executor, i32)>,
+) -> Result<Vec<Result<Vec<Value>>>> {
+    metrics::histogram!(crate::metrics::BATCH_SIZE, "call" => "assign")
+        .record(requests.len() as f64);
+    let colonies: Vec<&str> = requests.iter().map(|(e, _)| e.colony.as_str()).collect();
+    let names: Vec<&str> = requests.iter().map(|(e, _)| e.name.as_str()).collect();
+    let maxes: Vec<i32> = requests.iter().map(|(_, max)| *max).collect();
+    let rows = query(&pool, ASSIGN_BATCH, &[&colonies, &names, &maxes]).await?;
+    let mut out: Vec<Result<Vec<Value>>> = requests.iter().map(|_| Ok(Vec::new())).collect();
+    for row in rows {
+        let request: i32 = row.try_get(0).map_err(Error::from_db)?;
+        let slot = out
+            .get_mut((request - 1) as usize)
+            .ok_or_else(|| Error::Internal(format!("assign_batch answered request {request}")))?;
+        match row.try_get::<_, Option<Value>>(1).map_err(Error::from_db)? {
+            Some(process) => {
+                if let Ok(processes) = slot {
+                    processes.push(process);
+                }
+            }
+            None => *slot = Err(refused(row.get(2), row.get(3))),
+        }
+    }
+    Ok(out)
+}
+
+/// One `close_batch` call: per request, closed or why not.
+async fn close_batch(pool: Pool, requests: Vec<Close>) -> Result<Vec<Result<()>>> {
+    metrics::histogram!(crate::metrics::BATCH_SIZE, "call" => "close")
+        .record(requests.len() as f64);
+    let ids: Vec<i64> = requests.iter().map(|(id, _, _)| *id).collect();
+    let names: Vec<&str> = requests.iter().map(|(_, e, _)| e.name.as_str()).collect();
+    let outputs: Vec<Option<&Value>> = requests.iter().map(|(_, _, o)| o.as_ref()).collect();
+    let colonies: Vec<&str> = requests.iter().map(|(_, e, _)| e.colony.as_str()).collect();
+    let rows = query(&pool, CLOSE_BATCH, &[&ids, &names, &outputs, &colonies]).await?;
+    let mut out: Vec<Result<()>> = requests.iter().map(|_| Ok(())).collect();
+    for row in rows {
+        let request: i32 = row.try_get(0).map_err(Error::from_db)?;
+        let sqlstate: Option<String> = row.try_get(1).map_err(Error::from_db)?;
+        if sqlstate.is_some()
+            && let Some(slot) = out.get_mut((request - 1) as usize)
+        {
+            *slot = Err(refused(sqlstate, row.get(2)));
+        }
+    }
+    Ok(out)
+}
+
+/// Process ids of assigned processes (JSON objects).
+pub fn ids(processes: &[Value]) -> Vec<i64> {
+    processes.iter().filter_map(|p| p["id"].as_i64()).collect()
+}
+
+/// Puts processes whose long-poll answer could not be delivered back to WAITING.
+pub async fn give_back(pool: Pool, executor: Executor, ids: Vec<i64>) {
+    if ids.is_empty() {
+        return;
+    }
+    let result = query(&pool, RELEASE, &[&executor.colony, &executor.name, &ids]).await;
+    match result.map(|rows| rows.first().map_or(0, |r| r.get::<_, i64>(0))) {
+        Ok(n) => {
+            metrics::counter!(crate::metrics::RELEASED).increment(n as u64);
+            tracing::info!(executor = %executor.name, colony = %executor.colony, released = n,
+                "gave back processes whose long-poll response could not be delivered");
+        }
+        Err(e) => tracing::error!(error = %e, executor = %executor.name, ?ids,
+            "could not give back undelivered processes; their deadlines will requeue them"),
     }
 }

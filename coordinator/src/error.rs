@@ -30,6 +30,10 @@ pub enum Error {
     /// (22xxx 400, P0002 404, 42501 403, 55000/23505 409, 54000 413, others 500).
     #[error(transparent)]
     Database(#[from] tokio_postgres::Error),
+    /// What a batched call reported for one of its requests: the SQLSTATE and message the
+    /// single call would have raised (statuses as for `Database`).
+    #[error("{message}")]
+    Refused { sqlstate: String, message: String },
     /// Return `500 Internal Server Error`; the message is logged, not returned.
     #[error("{0}")]
     Internal(String),
@@ -45,6 +49,31 @@ impl From<deadpool_postgres::PoolError> for Error {
 }
 
 impl Error {
+    /// The same failure again, for each request of a batch that failed as a whole.
+    pub fn duplicate(&self) -> Error {
+        match self {
+            Error::Unauthorized(m) => Error::Unauthorized(m),
+            Error::Forbidden(m) => Error::Forbidden(m.clone()),
+            Error::NotFound(m) => Error::NotFound(m.clone()),
+            Error::BadRequest(m) => Error::BadRequest(m.clone()),
+            Error::PayloadTooLarge(n) => Error::PayloadTooLarge(*n),
+            Error::Unavailable(m) => Error::Unavailable(m.clone()),
+            Error::ShuttingDown => Error::ShuttingDown,
+            Error::Database(e) => match e.as_db_error() {
+                Some(db) => Error::Refused {
+                    sqlstate: db.code().code().to_owned(),
+                    message: db.message().to_owned(),
+                },
+                None => Error::Unavailable(e.to_string()),
+            },
+            Error::Refused { sqlstate, message } => Error::Refused {
+                sqlstate: sqlstate.clone(),
+                message: message.clone(),
+            },
+            Error::Internal(m) => Error::Internal(m.clone()),
+        }
+    }
+
     /// Connection-level failures (no SQLSTATE, or the server going away) mean the database is
     /// unavailable; anything with a SQLSTATE is the extension answering.
     pub fn from_db(e: tokio_postgres::Error) -> Self {

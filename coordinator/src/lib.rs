@@ -2,6 +2,7 @@
 //! against one database; none is a leader. See DESIGN.md and docs/coordinator.md.
 
 pub mod auth;
+pub mod batch;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -16,6 +16,7 @@ pub const ASSIGN_SECONDS: &str = "colony_assign_seconds";
 pub const LONGPOLLS: &str = "colony_longpolls_total";
 pub const RELEASED: &str = "colony_released_processes_total";
 pub const DB_QUERIES: &str = "colony_db_queries_total";
+pub const BATCH_SIZE: &str = "colony_batch_requests";
 
 /// Installs the global recorder and describes every metric.
 pub fn install() -> PrometheusHandle {
@@ -25,6 +26,11 @@ pub fn install() -> PrometheusHandle {
             &[
                 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
             ],
+        )
+        .expect("bucket list is not empty")
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(BATCH_SIZE.into()),
+            &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0],
         )
         .expect("bucket list is not empty")
         .install_recorder()
@@ -70,6 +76,10 @@ pub fn install() -> PrometheusHandle {
     metrics::describe_counter!(
         LONGPOLLS,
         "Answered long-polls, by result (assigned, timeout, shutdown, revoked, error)."
+    );
+    metrics::describe_histogram!(
+        BATCH_SIZE,
+        "Requests coalesced into one database call, by call (assign, close)."
     );
     metrics::describe_counter!(
         RELEASED,

@@ -35,6 +35,11 @@ use pgrx::prelude::*;
 pub const MAX_CLAIMS: i32 = 1000;
 
 sql_function!(colony_assign_assign, pg_finfo_colony_assign_assign, assign);
+sql_function!(
+    colony_assign_assign_batch,
+    pg_finfo_colony_assign_assign_batch,
+    assign_batch
+);
 
 /// A row the targeted arm locked: where it sits in the queue, and its id.
 struct Targeted {
@@ -161,28 +166,114 @@ fn waiting(row: &Row, p: table::ProcessColumns) -> bool {
 fn assign(args: Args) -> Datum {
     let wanted = match args.i32(2) {
         Some(n) if (1..=MAX_CLAIMS).contains(&n) => n as usize,
-        other => ExtError::InvalidValue(format!(
-            "max_count must be between 1 and {MAX_CLAIMS} (got {})",
-            other.map_or("NULL".to_owned(), |n| n.to_string())
-        ))
-        .raise(),
+        other => bad_max_count(other).raise(),
     };
     let colony = check_name(args.text(0), "colony");
     let executor_name = check_name(args.text(1), "executor");
     let mut out = Materialized::new(args);
     let mut session = Session::open(c"assign()");
     let schema = session.schema.clone();
+    let outcome = claim_for(&mut session, colony, executor_name, wanted, &mut |row| {
+        let mut values: Vec<Datum> = schema
+            .process_type_map
+            .iter()
+            .map(|&c| row.values[c])
+            .collect();
+        let mut nulls: Vec<bool> = schema
+            .process_type_map
+            .iter()
+            .map(|&c| row.nulls[c])
+            .collect();
+        out.push(&mut values, &mut nulls);
+    });
+    session.close();
+    if let Err(e) = outcome {
+        e.raise();
+    }
+    out.finish()
+}
 
+fn bad_max_count(got: Option<i32>) -> ExtError {
+    ExtError::InvalidValue(format!(
+        "max_count must be between 1 and {MAX_CLAIMS} (got {})",
+        got.map_or("NULL".to_owned(), |n| n.to_string())
+    ))
+}
+
+/// `assign_batch(colonies text[], executors text[], max_counts integer[])`: what a coordinator
+/// replica sends when several long-polls want work at once — one call, one snapshot per
+/// request, one commit, and in strict colonies one hold of the (colony, type) lock for all of
+/// them. Requests are served in array order. Returns, per claimed process, (request, process)
+/// with request = 1-based array index, and per request that could not be served
+/// (request, NULL, sqlstate, message) — one unknown executor does not sink the others.
+fn assign_batch(args: Args) -> Datum {
+    let colonies = crate::fcall::text_array(args.datum(0), "colonies");
+    let executors = crate::fcall::text_array(args.datum(1), "executors");
+    let max_counts = crate::fcall::int4_array(args.datum(2), "max_counts");
+    if colonies.len() != executors.len() || colonies.len() != max_counts.len() {
+        ExtError::InvalidValue(
+            "colonies, executors and max_counts must have the same length".into(),
+        )
+        .raise();
+    }
+    let mut out = Materialized::new(args);
+    let mut session = Session::open(c"assign_batch()");
+    let schema = session.schema.clone();
+    for (i, ((colony, executor), max)) in
+        colonies.iter().zip(&executors).zip(&max_counts).enumerate()
+    {
+        let request = Datum::from(i as i32 + 1);
+        let outcome = match (colony, executor, max) {
+            (_, _, Some(n)) if !(1..=MAX_CLAIMS).contains(n) => Err(bad_max_count(Some(*n))),
+            (_, _, None) => Err(bad_max_count(None)),
+            (Some(colony), Some(executor), Some(n)) => {
+                claim_for(&mut session, colony, executor, *n as usize, &mut |row| {
+                    let process = schema.process_datum(row);
+                    out.push(
+                        &mut [request, process, Datum::from(0), Datum::from(0)],
+                        &mut [false, false, true, true],
+                    );
+                })
+            }
+            (None, _, _) => Err(ExtError::NullArgument("colony")),
+            (_, None, _) => Err(ExtError::NullArgument("executor")),
+        };
+        if let Err(e) = outcome {
+            let mut values = [
+                request,
+                Datum::from(0),
+                table::text_datum(e.sqlstate_code()),
+                table::text_datum(&e.to_string()),
+            ];
+            out.push(&mut values, &mut [false, true, false, false]);
+        }
+    }
+    session.close();
+    out.finish()
+}
+
+/// Claims up to `wanted` processes for one executor and hands each new row to `claimed`, in
+/// queue order. A request that cannot be served (bad name, unknown colony or executor) is an
+/// Err; anything else that goes wrong raises.
+fn claim_for(
+    session: &mut Session,
+    colony: &str,
+    executor_name: &str,
+    wanted: usize,
+    claimed_row: &mut dyn FnMut(&Row),
+) -> Result<(), ExtError> {
+    let colony = members::valid_name(Some(colony), "colony")?;
+    let executor_name = members::valid_name(Some(executor_name), "executor")?;
+    let schema = session.schema.clone();
     // Who and where, read with the statement's snapshot: exact for this call.
     // SAFETY: a statement always has an active snapshot while it runs a function.
     let statement_snapshot = unsafe { pg_sys::GetActiveSnapshot() };
-    let me = members::executor(&mut session, colony, executor_name, statement_snapshot);
-    let state = members::colony(&mut session, colony, statement_snapshot);
-    members::touch(&mut session, &me);
+    let me = members::lookup_executor(session, colony, executor_name, statement_snapshot)?;
+    let state = members::lookup_colony(session, colony, statement_snapshot)?;
+    members::touch(session, &me);
     if state.paused {
         // Empty is the normal "nothing for you now" answer, also while paused.
-        session.close();
-        return out.finish();
+        return Ok(());
     }
     if state.strict {
         crate::strict::lock(colony, &me.executor_type);
@@ -203,7 +294,7 @@ fn assign(args: Args) -> Datum {
     ));
     // Taken after the epochs were read (cursor.rs) and after the strict lock.
     let snapshot = table::fresh_snapshot();
-    let mut named = if targeted_work_may_exist(&mut session, executor_name, snapshot) {
+    let mut named = if targeted_work_may_exist(session, executor_name, snapshot) {
         lock_targeted(
             colony,
             &me.executor_type,
@@ -224,7 +315,7 @@ fn assign(args: Args) -> Datum {
         // The smallest next position among the arms and the targeted candidates.
         let mut best: Option<(Position, Option<usize>)> = named.peek().map(|c| (c.position, None));
         for (i, arm) in arms.iter_mut().enumerate() {
-            if let Some(position) = arm.peek(&mut session, snapshot)
+            if let Some(position) = arm.peek(session, snapshot)
                 && best.is_none_or(|(b, _)| position < b)
             {
                 best = Some((position, Some(i)));
@@ -288,17 +379,7 @@ fn assign(args: Args) -> Datum {
             arms[i].last = Some(position);
             cursor::claimed(&arms[i].range, position);
         }
-        let mut values: Vec<Datum> = schema
-            .process_type_map
-            .iter()
-            .map(|&c| row.values[c])
-            .collect();
-        let mut nulls: Vec<bool> = schema
-            .process_type_map
-            .iter()
-            .map(|&c| row.nulls[c])
-            .collect();
-        out.push(&mut values, &mut nulls);
+        claimed_row(&row);
         claimed += 1;
     }
     if let Some(s) = locked_snapshot {
@@ -311,8 +392,7 @@ fn assign(args: Args) -> Datum {
         }
     }
     table::release_snapshot(snapshot);
-    session.close();
-    out.finish()
+    Ok(())
 }
 
 /// Whether `processes_targeted_idx` has any entry naming this executor: one bitmap probe of the

@@ -37,6 +37,20 @@ pub enum ExtError {
 }
 
 impl ExtError {
+    /// The SQLSTATE as its five characters (for per-item results of batch calls).
+    pub fn sqlstate_code(&self) -> &'static str {
+        match self {
+            ExtError::NullArgument(_) => "22004",
+            ExtError::InvalidValue(_) => "22023",
+            ExtError::TooLarge(_) => "54000",
+            ExtError::NotFound(_) => "P0002",
+            ExtError::NotAllowed(_) => "42501",
+            ExtError::WrongState(_) => "55000",
+            ExtError::SerializationFailure => "40001",
+            ExtError::Internal(_) => "XX000",
+        }
+    }
+
     fn sqlstate(&self) -> PgSqlErrorCode {
         match self {
             ExtError::NullArgument(_) => PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,

@@ -126,3 +126,105 @@ impl Materialized {
         Datum::from(0)
     }
 }
+
+/// A one-dimensional text[] argument (NULL elements kept as None); 22004 when the array is NULL.
+pub fn text_array(datum: Option<Datum>, what: &'static str) -> Vec<Option<String>> {
+    let Some(datum) = datum else {
+        ExtError::NullArgument(what).raise()
+    };
+    // SAFETY: a text[] Datum; elements are text.
+    unsafe {
+        deconstruct(
+            datum,
+            pg_sys::TEXTOID,
+            -1,
+            false,
+            pg_sys::TYPALIGN_INT as i8,
+        )
+        .into_iter()
+        .map(|d| d.map(|d| crate::table::text_str(d).to_owned()))
+        .collect()
+    }
+}
+
+/// A one-dimensional integer[] argument; 22004 when the array is NULL.
+pub fn int4_array(datum: Option<Datum>, what: &'static str) -> Vec<Option<i32>> {
+    let Some(datum) = datum else {
+        ExtError::NullArgument(what).raise()
+    };
+    // SAFETY: an integer[] Datum.
+    unsafe { deconstruct(datum, pg_sys::INT4OID, 4, true, pg_sys::TYPALIGN_INT as i8) }
+        .into_iter()
+        .map(|d| d.map(|d| d.value() as i32))
+        .collect()
+}
+
+/// A one-dimensional bigint[] argument; 22004 when the array is NULL.
+pub fn int8_array(datum: Option<Datum>, what: &'static str) -> Vec<Option<i64>> {
+    let Some(datum) = datum else {
+        ExtError::NullArgument(what).raise()
+    };
+    // SAFETY: a bigint[] Datum.
+    unsafe {
+        deconstruct(
+            datum,
+            pg_sys::INT8OID,
+            8,
+            true,
+            pg_sys::TYPALIGN_DOUBLE as i8,
+        )
+    }
+    .into_iter()
+    .map(|d| d.map(|d| d.value() as i64))
+    .collect()
+}
+
+/// A jsonb[] argument's elements (jsonb Datums); 22004 when the array is NULL.
+pub fn jsonb_array(datum: Option<Datum>, what: &'static str) -> Vec<Option<Datum>> {
+    let Some(datum) = datum else {
+        ExtError::NullArgument(what).raise()
+    };
+    // SAFETY: a jsonb[] Datum.
+    unsafe {
+        deconstruct(
+            datum,
+            pg_sys::JSONBOID,
+            -1,
+            false,
+            pg_sys::TYPALIGN_INT as i8,
+        )
+    }
+}
+
+/// # Safety
+/// `datum` must be an array of `element` with the given storage properties.
+unsafe fn deconstruct(
+    datum: Datum,
+    element: pg_sys::Oid,
+    len: i16,
+    byval: bool,
+    align: i8,
+) -> Vec<Option<Datum>> {
+    unsafe {
+        let array = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()).cast::<pg_sys::ArrayType>();
+        if (*array).ndim > 1 {
+            ExtError::InvalidValue("arrays must be one-dimensional".into()).raise();
+        }
+        let mut elems: *mut Datum = std::ptr::null_mut();
+        let mut nulls: *mut bool = std::ptr::null_mut();
+        let mut n = 0;
+        pg_sys::deconstruct_array(
+            array,
+            element,
+            len.into(),
+            byval,
+            align,
+            &mut elems,
+            &mut nulls,
+            &mut n,
+        );
+        (0..n as usize)
+            .map(|i| (!*nulls.add(i)).then(|| *elems.add(i)))
+            .collect()
+    }
+}

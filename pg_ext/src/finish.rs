@@ -32,6 +32,11 @@ sql_function!(
     pg_finfo_colony_assign_close_many,
     close_many
 );
+sql_function!(
+    colony_assign_close_batch,
+    pg_finfo_colony_assign_close_batch,
+    close_batch
+);
 
 fn close(args: Args) -> Datum {
     let id = required(args.i64(0), "process_id");
@@ -80,16 +85,22 @@ fn fail(args: Args) -> Datum {
 
 /// 54000 when a document is over the limit (measured as pg_column_size does).
 fn check_size(value: Option<Datum>, what: &str, prefix: &str) {
+    if let Err(e) = size_ok(value, what, prefix) {
+        e.raise();
+    }
+}
+
+fn size_ok(value: Option<Datum>, what: &str, prefix: &str) -> Result<(), ExtError> {
     if let Some(d) = value {
         // SAFETY: a varlena Datum (jsonb or text[]).
         let size = unsafe { pg_sys::toast_datum_size(d) };
         if size > MAX_DOCUMENT_BYTES {
-            ExtError::TooLarge(format!(
+            return Err(ExtError::TooLarge(format!(
                 "{prefix}{what} {size} bytes, at most {MAX_DOCUMENT_BYTES}"
-            ))
-            .raise();
+            )));
         }
     }
+    Ok(())
 }
 
 fn empty_text_array() -> Datum {
@@ -309,6 +320,73 @@ fn close_many(args: Args) -> Datum {
         let mut nulls = [false, false, error.is_none()];
         out.push(&mut values, &mut nulls);
     }
+    out.finish()
+}
+
+/// `close_batch(process_ids bigint[], executors text[], outputs jsonb[], colonies text[])`:
+/// closes by several executors in one call and one commit (a coordinator replica coalescing
+/// concurrent close requests). One row per request: (request, sqlstate, message), with
+/// request the 1-based array index and sqlstate NULL when the process was closed; a request
+/// that cannot be served gets the SQLSTATE and message close() would have raised, and does
+/// not sink the others.
+fn close_batch(args: Args) -> Datum {
+    let ids = crate::fcall::int8_array(args.datum(0), "process_ids");
+    let executors = crate::fcall::text_array(args.datum(1), "executors");
+    let outputs = crate::fcall::jsonb_array(args.datum(2), "outputs");
+    let colonies = crate::fcall::text_array(args.datum(3), "colonies");
+    let n = ids.len();
+    if executors.len() != n || outputs.len() != n || colonies.len() != n {
+        ExtError::InvalidValue(
+            "process_ids, executors, outputs and colonies must have the same length".into(),
+        )
+        .raise();
+    }
+    let mut out = Materialized::new(args);
+    let mut session = Session::open(c"close_batch()");
+    let mut ended = Vec::new();
+    let mut touched: Vec<(String, String)> = Vec::new();
+    for i in 0..n {
+        let outcome = (|| {
+            let id = ids[i].ok_or(ExtError::NullArgument("process_id"))?;
+            let executor = members::valid_name(executors[i].as_deref(), "executor")?;
+            size_ok(outputs[i], "output is", "")?;
+            let e = end_one(
+                &mut session,
+                id,
+                executor,
+                colonies[i].as_deref(),
+                SUCCESS,
+                outputs[i],
+                None,
+            )
+            .map_err(|miss| miss.error(id, executor))?;
+            if !touched.iter().any(|(c, x)| *c == e.colony && x == executor) {
+                touched.push((e.colony.clone(), executor.to_owned()));
+            }
+            ended.push(e);
+            Ok::<(), ExtError>(())
+        })();
+        let request = Datum::from(i as i32 + 1);
+        match outcome {
+            Ok(()) => out.push(
+                &mut [request, Datum::from(0), Datum::from(0)],
+                &mut [false, true, true],
+            ),
+            Err(e) => out.push(
+                &mut [
+                    request,
+                    table::text_datum(e.sqlstate_code()),
+                    table::text_datum(&e.to_string()),
+                ],
+                &mut [false, false, false],
+            ),
+        }
+    }
+    follow_up(&mut session, &ended, SUCCESS);
+    for (colony, executor) in &touched {
+        touch(&mut session, colony, executor);
+    }
+    session.close();
     out.finish()
 }
 

@@ -11,17 +11,21 @@ use pgrx::pg_sys::{self, Datum};
 pub const MAX_NAME: usize = 255;
 
 /// The checks `_check_name` makes in SQL, with the same messages and SQLSTATEs.
-pub fn check_name<'a>(value: Option<&'a str>, what: &'static str) -> &'a str {
+pub fn valid_name<'a>(value: Option<&'a str>, what: &'static str) -> Result<&'a str, ExtError> {
     match value {
-        None => ExtError::NullArgument(what).raise(),
-        Some("") => ExtError::InvalidValue(format!("{what} must not be empty")).raise(),
-        Some(v) if v.len() > MAX_NAME => ExtError::InvalidValue(format!(
+        None => Err(ExtError::NullArgument(what)),
+        Some("") => Err(ExtError::InvalidValue(format!("{what} must not be empty"))),
+        Some(v) if v.len() > MAX_NAME => Err(ExtError::InvalidValue(format!(
             "{what} is too long: {} bytes, at most {MAX_NAME}",
             v.len()
-        ))
-        .raise(),
-        Some(v) => v,
+        ))),
+        Some(v) => Ok(v),
     }
+}
+
+/// [`valid_name`], raising.
+pub fn check_name<'a>(value: Option<&'a str>, what: &'static str) -> &'a str {
+    valid_name(value, what).unwrap_or_else(|e| e.raise())
 }
 
 /// A name as a JSON string, as error messages show names (`to_jsonb(name)::text` in SQL).
@@ -36,6 +40,15 @@ pub struct Colony {
 
 /// The colony, or P0002.
 pub fn colony(session: &mut Session, name: &str, snapshot: pg_sys::Snapshot) -> Colony {
+    lookup_colony(session, name, snapshot).unwrap_or_else(|e| e.raise())
+}
+
+/// The colony, or a P0002 error.
+pub fn lookup_colony(
+    session: &mut Session,
+    name: &str,
+    snapshot: pg_sys::Snapshot,
+) -> Result<Colony, ExtError> {
     let schema = session.schema.clone();
     let heap = session.colonies();
     let index = session.index(schema.colonies_pkey);
@@ -43,12 +56,15 @@ pub fn colony(session: &mut Session, name: &str, snapshot: pg_sys::Snapshot) -> 
     let Some((_, row)) =
         session.fetch(heap, &schema.colonies, schema.colonies_pkey, keys, snapshot)
     else {
-        ExtError::NotFound(format!("unknown colony {}", quoted(name))).raise()
+        return Err(ExtError::NotFound(format!(
+            "unknown colony {}",
+            quoted(name)
+        )));
     };
-    Colony {
+    Ok(Colony {
         paused: row.bool(schema.c.paused).unwrap_or(false),
         strict: row.bool(schema.c.strict).unwrap_or(false),
-    }
+    })
 }
 
 pub struct Executor {
@@ -60,22 +76,23 @@ pub struct Executor {
 
 /// The executor of `colony` called `name`, or P0002 (naming the colony when it is the colony
 /// that is unknown, as `_executor` does).
-pub fn executor(
+pub fn lookup_executor(
     session: &mut Session,
     colony: &str,
     name: &str,
     snapshot: pg_sys::Snapshot,
-) -> Executor {
-    find_executor(session, colony, name, snapshot).unwrap_or_else(|| {
-        // Which one is unknown: the colony check raises first, as in SQL.
-        self::colony(session, colony, snapshot);
-        ExtError::NotFound(format!(
-            "unknown executor {} in colony {}",
-            quoted(name),
-            quoted(colony)
-        ))
-        .raise()
-    })
+) -> Result<Executor, ExtError> {
+    match find_executor(session, colony, name, snapshot) {
+        Some(e) => Ok(e),
+        None => {
+            lookup_colony(session, colony, snapshot)?;
+            Err(ExtError::NotFound(format!(
+                "unknown executor {} in colony {}",
+                quoted(name),
+                quoted(colony)
+            )))
+        }
+    }
 }
 
 /// The executor, if registered.

@@ -83,7 +83,12 @@ fn insert_specs_sql(args: Args) -> Datum {
     let colony = check_name(args.text(0), "colony");
     let specs = check_specs(colony, args.datum(1), true);
     let workflow_id = args.i64(2);
-    let pending = args.datum(3).map(int4_array);
+    let pending: Option<Vec<i32>> = args.datum(3).map(|d| {
+        crate::fcall::int4_array(Some(d), "pending")
+            .into_iter()
+            .map(|n| n.unwrap_or(0))
+            .collect()
+    });
     let mut session = Session::open(c"submit_workflow()");
     let ids = insert(
         &mut session,
@@ -172,35 +177,6 @@ fn array_elements(array: Datum) -> Vec<Datum> {
             .map(|i| {
                 let value = pg_sys::getIthJsonbValueFromContainer(root, i);
                 Datum::from(pg_sys::JsonbValueToJsonb(value))
-            })
-            .collect()
-    }
-}
-
-fn int4_array(datum: Datum) -> Vec<i32> {
-    // SAFETY: an integer[] Datum.
-    unsafe {
-        let array = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()).cast::<pg_sys::ArrayType>();
-        let mut elems: *mut Datum = std::ptr::null_mut();
-        let mut nulls: *mut bool = std::ptr::null_mut();
-        let mut n = 0;
-        pg_sys::deconstruct_array(
-            array,
-            pg_sys::INT4OID,
-            4,
-            true,
-            pg_sys::TYPALIGN_INT as i8,
-            &mut elems,
-            &mut nulls,
-            &mut n,
-        );
-        (0..n as usize)
-            .map(|i| {
-                if *nulls.add(i) {
-                    0
-                } else {
-                    (*elems.add(i)).value() as i32
-                }
             })
             .collect()
     }

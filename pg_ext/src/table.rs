@@ -129,8 +129,32 @@ pub struct Schema {
     pub colonies_pkey: Oid,
     /// The identity sequence of processes.id.
     pub id_sequence: Oid,
-    /// Per attribute of colony_assign.process (what assign() returns), the processes column.
+    /// colony_assign.process (what assign() returns) and, per attribute, the processes column.
+    process_desc: pg_sys::TupleDesc,
     pub process_type_map: Vec<usize>,
+}
+
+impl Schema {
+    /// A processes row as a `colony_assign.process` composite Datum.
+    pub fn process_datum(&self, row: &Row) -> Datum {
+        let mut values: Vec<Datum> = self
+            .process_type_map
+            .iter()
+            .map(|&c| row.values[c])
+            .collect();
+        let mut nulls: Vec<bool> = self
+            .process_type_map
+            .iter()
+            .map(|&c| row.nulls[c])
+            .collect();
+        // SAFETY: values match the type's descriptor; heap_copy_tuple_as_datum inlines any
+        // TOAST pointer, as a composite Datum must not hold one.
+        unsafe {
+            let tuple =
+                pg_sys::heap_form_tuple(self.process_desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+            pg_sys::heap_copy_tuple_as_datum(tuple, self.process_desc)
+        }
+    }
 }
 
 impl Drop for Schema {
@@ -339,6 +363,7 @@ unsafe fn build_schema() -> Schema {
                 executors_pkey,
                 colonies_pkey,
                 id_sequence,
+                process_desc: process_type,
                 process_type_map,
             }
         })

@@ -29,7 +29,6 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/colonies/{colony}/assign", post(long_poll))
@@ -115,48 +114,19 @@ async fn long_poll(
     }
 }
 
-/// One assign call in a task of its own: if the request is dropped meanwhile (client gone,
-/// shutdown), whatever it claimed goes straight back to WAITING.
+/// One assign call (coalesced with other long-polls', db.rs). If this request is dropped
+/// meanwhile (client gone, shutdown), what it claimed goes straight back to WAITING.
 async fn claim(db: &Db, executor: &Executor, max: i32) -> Result<Vec<Value>> {
-    let (tx, rx) = oneshot::channel();
-    let (db, executor) = (db.clone(), executor.clone());
-    tokio::spawn(async move {
-        let started = Instant::now();
-        let result = db.assign(&executor, max).await;
-        metrics::histogram!(m::ASSIGN_SECONDS).record(started.elapsed().as_secs_f64());
-        if let Err(Ok(processes)) = tx.send(result)
-            && !processes.is_empty()
-        {
-            release(db, executor, ids(&processes)).await;
-        }
-    });
-    rx.await.unwrap_or_else(|_| {
-        Err(Error::Internal(
-            "the assign task ended without an answer".into(),
-        ))
-    })
-}
-
-fn ids(processes: &[Value]) -> Vec<i64> {
-    processes.iter().filter_map(|p| p["id"].as_i64()).collect()
-}
-
-async fn release(db: Db, executor: Executor, ids: Vec<i64>) {
-    match db.release(&executor, &ids).await {
-        Ok(n) => {
-            metrics::counter!(m::RELEASED).increment(n as u64);
-            tracing::info!(executor = %executor.name, colony = %executor.colony, released = n,
-                "gave back processes whose long-poll response could not be delivered");
-        }
-        Err(e) => tracing::error!(error = %e, executor = %executor.name, ?ids,
-            "could not give back undelivered processes; their deadlines will requeue them"),
-    }
+    let started = Instant::now();
+    let result = db.assign(executor, max).await;
+    metrics::histogram!(m::ASSIGN_SECONDS).record(started.elapsed().as_secs_f64());
+    result
 }
 
 /// 200 with the processes as a JSON array, in a body that gives them back if it is dropped
 /// before hyper takes its bytes.
 fn deliver(db: Db, executor: Executor, processes: Vec<Value>) -> Response {
-    let ids = ids(&processes);
+    let ids = crate::db::ids(&processes);
     let bytes = Bytes::from(Value::Array(processes).to_string());
     let body = Delivery {
         bytes: Some(bytes),
@@ -206,7 +176,7 @@ impl Drop for Delivery {
         if let Some((db, executor, ids)) = self.undelivered.take()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
-            runtime.spawn(release(db, executor, ids));
+            runtime.spawn(async move { db.release(executor, ids).await });
         }
     }
 }

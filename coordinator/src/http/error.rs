@@ -16,14 +16,8 @@ impl Error {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Unavailable(_) | Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Database(e) => match e.code().map(|c| c.code()) {
-                Some("22023" | "22004" | "22P02" | "22003" | "22001") => StatusCode::BAD_REQUEST,
-                Some("P0002") => StatusCode::NOT_FOUND,
-                Some("42501") => StatusCode::FORBIDDEN,
-                Some("55000" | "23505") => StatusCode::CONFLICT,
-                Some("54000") => StatusCode::PAYLOAD_TOO_LARGE,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
-            },
+            Error::Database(e) => status_of(e.code().map(|c| c.code())),
+            Error::Refused { sqlstate, .. } => status_of(Some(sqlstate)),
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -42,6 +36,18 @@ impl Error {
     }
 }
 
+/// The status an extension error's SQLSTATE maps to.
+fn status_of(sqlstate: Option<&str>) -> StatusCode {
+    match sqlstate {
+        Some("22023" | "22004" | "22P02" | "22003" | "22001") => StatusCode::BAD_REQUEST,
+        Some("P0002") => StatusCode::NOT_FOUND,
+        Some("42501") => StatusCode::FORBIDDEN,
+        Some("55000" | "23505") => StatusCode::CONFLICT,
+        Some("54000") => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -52,6 +58,10 @@ impl IntoResponse for Error {
                 }
                 _ => ("internal error".to_owned(), None),
             },
+            Error::Refused { sqlstate, message } if status != StatusCode::INTERNAL_SERVER_ERROR => {
+                (message.clone(), Some(sqlstate.clone()))
+            }
+            Error::Refused { .. } => ("internal error".to_owned(), None),
             // Never leak internals; they are logged instead.
             Error::Internal(_) => ("internal error".to_owned(), None),
             other => (other.to_string(), None),

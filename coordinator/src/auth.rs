@@ -1,13 +1,14 @@
 //! Bearer tokens: `Authorization: Bearer <token>` from `add_executor()`, checked against the hash
 //! the extension stores, with a small cache so a long-polling executor does not cost a query
-//! per poll. Removals are pushed by the notifier (control channel) and drop entries at once;
-//! the TTL only bounds a missed push.
+//! per poll. The cache follows the notifier's control events: removals drop entries at once,
+//! and the TTL only bounds a missed event.
 
 use crate::db::{Db, Executor};
 use crate::error::{Error, Result};
+use crate::notifier::{ControlEvent, ControlEvents};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Beyond this many cached tokens the cache starts over rather than grow without bound.
@@ -51,16 +52,73 @@ impl TokenCache {
         Ok(executor)
     }
 
-    pub fn forget_executor(&self, colony: &str, name: &str) {
-        self.entries()
-            .retain(|_, (e, _)| !(e.colony == colony && e.name == name));
+    /// Subscribes the cache to control events, so it forgets what each of them voids.
+    pub fn follow(self: &Arc<Self>, events: &mut ControlEvents) {
+        let cache = self.clone();
+        events.subscribe(move |event| cache.forget(event));
     }
 
-    pub fn forget_colony(&self, colony: &str) {
-        self.entries().retain(|_, (e, _)| e.colony != colony);
+    fn forget(&self, event: &ControlEvent) {
+        let mut entries = self.entries();
+        match event {
+            // Which removals were missed is unknown, so every entry is suspect.
+            ControlEvent::MissedWhileDisconnected => entries.clear(),
+            removal => entries.retain(|_, (executor, _)| !removal.removes(executor)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache_of(executors: &[(&str, &str)]) -> TokenCache {
+        let cache = TokenCache::new(Duration::from_secs(60));
+        for (index, (colony, name)) in executors.iter().enumerate() {
+            let executor = Executor {
+                colony: (*colony).into(),
+                name: (*name).into(),
+                executor_type: "t".into(),
+                location: None,
+            };
+            cache
+                .entries()
+                .insert([index as u8; 32], (executor, Instant::now()));
+        }
+        cache
     }
 
-    pub fn clear(&self) {
-        self.entries().clear();
+    fn cached(cache: &TokenCache) -> Vec<(String, String)> {
+        let mut cached: Vec<(String, String)> = cache
+            .entries()
+            .values()
+            .map(|(e, _)| (e.colony.clone(), e.name.clone()))
+            .collect();
+        cached.sort();
+        cached
+    }
+
+    fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
+        expected
+            .iter()
+            .map(|(c, n)| ((*c).to_owned(), (*n).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn published_control_events_drop_the_tokens_they_void() {
+        let cache = Arc::new(cache_of(&[("c", "e"), ("c", "f"), ("d", "e"), ("d", "f")]));
+        let mut events = ControlEvents::default();
+        cache.follow(&mut events);
+
+        events.publish(&ControlEvent::ExecutorRemoved {
+            colony: "c".into(),
+            executor: "e".into(),
+        });
+        assert_eq!(cached(&cache), pairs(&[("c", "f"), ("d", "e"), ("d", "f")]));
+        events.publish(&ControlEvent::ColonyRemoved { colony: "d".into() });
+        assert_eq!(cached(&cache), pairs(&[("c", "f")]));
+        events.publish(&ControlEvent::MissedWhileDisconnected);
+        assert_eq!(cached(&cache), pairs(&[]));
     }
 }

@@ -15,7 +15,7 @@ use crate::auth::TokenCache;
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::notifier::Notifier;
+use crate::notifier::{ControlEvents, Notifier};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -30,8 +30,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let config = Arc::new(config);
     let db = Db::new(&config)?;
     let tokens = Arc::new(TokenCache::new(config.token_cache()));
+    // Subscribed before the notifier starts, so no removal can pass the token cache by.
+    let mut control = ControlEvents::default();
+    tokens.follow(&mut control);
     let (notifier, notifier_task) =
-        Notifier::start(config.clone(), db.clone(), tokens.clone(), shutdown.clone());
+        Notifier::start(config.clone(), db.clone(), control, shutdown.clone());
     let reaper_task = tokio::spawn(reaper::run(config.clone(), db.clone(), shutdown.clone()));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -20,11 +20,15 @@ pub struct Size {
     pub measure: Duration,
     pub wake_count: usize,
     pub batch_processes: usize,
+    /// Rounds (long-poll max=100 + batched close) each executor of the HTTP drain runs.
+    pub drain_rounds: usize,
     pub scale_depths: Vec<usize>,
     pub scale_samples: usize,
     pub scale_e2e: usize,
     pub soak: [Duration; 3],
     pub peer_backlog: usize,
+    /// Batches of 100 each client of the peer scenario's batched drain runs.
+    pub peer_drain_batches: usize,
     pub parked: usize,
 }
 
@@ -38,6 +42,7 @@ impl Size {
             measure: Duration::from_secs(15),
             wake_count: 1000,
             batch_processes: 10_000,
+            drain_rounds: 100,
             scale_depths: vec![10_000, 100_000, 1_000_000],
             scale_samples: 2000,
             scale_e2e: 1_000_000,
@@ -46,7 +51,8 @@ impl Size {
                 Duration::from_secs(60),
                 Duration::from_secs(20),
             ],
-            peer_backlog: 100_000,
+            peer_backlog: 200_000,
+            peer_drain_batches: 150,
             parked: 10_000,
         }
     }
@@ -55,10 +61,11 @@ impl Size {
             name: "smoke",
             seed_processes: 300,
             seed_replicas: vec![1, 2],
-            floor_waiting: 3_000,
+            floor_waiting: 10_000,
             measure: Duration::from_secs(1),
             wake_count: 20,
             batch_processes: 200,
+            drain_rounds: 2,
             scale_depths: vec![1_000, 3_000],
             scale_samples: 100,
             scale_e2e: 3_000,
@@ -67,7 +74,8 @@ impl Size {
                 Duration::from_secs(3),
                 Duration::from_secs(2),
             ],
-            peer_backlog: 1_000,
+            peer_backlog: 10_000,
+            peer_drain_batches: 2,
             parked: 200,
         }
     }

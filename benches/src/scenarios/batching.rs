@@ -37,6 +37,7 @@ pub async fn run(b: &Bench) -> Section {
     );
     let single = one_run(b, false, n).await;
     let batched = one_run(b, true, n).await;
+    let drained = drain_run(b).await;
     let messages = |r: &Run| r.http as f64 + r.sql + r.notifications;
     let reduction = 1.0 - messages(&batched) / messages(&single);
     let speedup = single.seconds / batched.seconds;
@@ -64,6 +65,35 @@ pub async fn run(b: &Bench) -> Section {
         ]);
     }
     section.tables.push(table);
+    let mut drain = Table::new(
+        &format!(
+            "Draining a pre-submitted backlog through one replica: {EXECUTORS} executors each run {} rounds of a \
+             long-poll with max={DRAIN_BATCH} and one `POST /v1/processes/close` of what it got.",
+            b.size.drain_rounds
+        ),
+        &[
+            "processes",
+            "seconds",
+            "processes/s",
+            "round p50 ms",
+            "round p99 ms",
+        ],
+    );
+    drain.row(vec![
+        drained.processes.to_string(),
+        format!("{:.2}", drained.seconds),
+        rate(drained.processes as f64 / drained.seconds),
+        ms(drained.rounds.p(50.0)),
+        ms(drained.rounds.p(99.0)),
+    ]);
+    section.tables.push(drain);
+    let drain_rate = drained.processes as f64 / drained.seconds;
+    section.targets.push(target(
+        "HTTP drain through one replica (max=100, batched close)",
+        ">= 25,000 processes/s",
+        rate(drain_rate),
+        drain_rate >= 25_000.0,
+    ));
     section.targets.push(target(
         "fewer messages, batched vs one at a time",
         ">= 70%",
@@ -83,10 +113,76 @@ pub async fn run(b: &Bench) -> Section {
         format!("{} ms", ms(formation)),
         formation < 1.0,
     ));
-    section.raw = json!({"single": {"seconds": single.seconds, "http": single.http, "sql": single.sql, "notifications": single.notifications},
+    section.raw = json!({"drain": {"processes": drained.processes, "seconds": drained.seconds, "rounds": drained.rounds.summary()},
+        "single": {"seconds": single.seconds, "http": single.http, "sql": single.sql, "notifications": single.notifications},
         "batched": {"seconds": batched.seconds, "http": batched.http, "sql": batched.sql, "notifications": batched.notifications,
                     "formation": batched.formation.summary()}});
     section
+}
+
+/// Processes per long-poll in the drain run.
+const DRAIN_BATCH: u32 = 100;
+
+struct Drained {
+    processes: usize,
+    seconds: f64,
+    rounds: Latencies,
+}
+
+/// A backlog drained through one replica by executors taking 100 at a time.
+async fn drain_run(b: &Bench) -> Drained {
+    let bar = spinner("batching: HTTP drain".into());
+    let rounds = b.size.drain_rounds;
+    let backlog = EXECUTORS * rounds * DRAIN_BATCH as usize;
+    let db = b.fresh_db("batching_drain").await;
+    let executors = db.executors(EXECUTORS, "e", "t", None).await;
+    db.submit_copies(&crate::env::spec("t", None), backlog)
+        .await;
+    db.vacuum().await;
+    let replica = Replica::start(b, &db, "batch-drain", &[]).await;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (name, token) in &executors {
+        let executor = HttpExecutor::new(&replica, name, token);
+        tasks.push(tokio::spawn(async move {
+            let (mut latency, mut processes) = (Latencies::default(), 0);
+            for _ in 0..rounds {
+                let t0 = Instant::now();
+                let Poll::Got(got) = executor.assign(1, DRAIN_BATCH).await else {
+                    continue;
+                };
+                let body: Vec<Value> = ids(&got).iter().map(|id| json!({"id": id})).collect();
+                let closed = executor
+                    .http
+                    .post(format!("{}/v1/processes/close", executor.base))
+                    .bearer_auth(&executor.token)
+                    .json(&body)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == 200);
+                if closed {
+                    latency.record(t0.elapsed());
+                    processes += got.len();
+                }
+            }
+            (latency, processes)
+        }));
+    }
+    let (mut latency, mut processes) = (Latencies::default(), 0);
+    for t in tasks {
+        let (l, p) = t.await.unwrap();
+        latency.merge(&l);
+        processes += p;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    replica.stop().await;
+    b.drop_db(&db).await;
+    bar.finish_and_clear();
+    Drained {
+        processes,
+        seconds,
+        rounds: latency,
+    }
 }
 
 async fn one_run(b: &Bench, batched: bool, n: usize) -> Run {

@@ -271,24 +271,6 @@ pub async fn connect_listening(conninfo: &str) -> (Client, mpsc::UnboundedReceiv
     (client, rx)
 }
 
-/// A connection whose server notices (RAISE NOTICE, auto_explain at `log_level = notice`)
-/// arrive on the receiver, as text.
-pub async fn connect_with_notices(conninfo: &str) -> (Client, mpsc::UnboundedReceiver<String>) {
-    let (client, mut connection) = tokio_postgres::connect(conninfo, NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connect to {conninfo}: {e}"));
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(Ok(m)) = messages.next().await {
-            if let AsyncMessage::Notice(n) = m {
-                let _ = tx.send(n.message().to_owned());
-            }
-        }
-    });
-    (client, rx)
-}
-
 /// A coordinator replica, a real process; stopped (SIGTERM) when dropped.
 pub struct Replica {
     child: tokio::process::Child,

@@ -3,7 +3,7 @@
 //! with retention and vacuum keeping the table small.
 
 use super::floor::{CLIENTS, closed_loop_keeping, sql_cycles};
-use crate::env::{Bench, SqlCycle, connect, connect_with_notices, counter, spinner};
+use crate::env::{Bench, SqlCycle, connect, counter, spinner};
 use crate::measure::{Latencies, ms, rate, ratio};
 use crate::report::{Section, Table, line_plot, target};
 use serde_json::{Value, json};
@@ -121,11 +121,13 @@ pub async fn run(b: &Bench) -> Section {
     }
     section.tables.push(depth_table);
     let deepest = *depths.last().unwrap();
-    let plan = claim_plan(&db.conninfo, &executors[0]).await;
+    let buffers = buffers_per_assign(&db.conninfo, &executors[0], 200).await;
     section.notes.push(format!(
-        "The claim statement inside one `assign()` at {deepest} waiting (auto_explain with ANALYZE and \
-         BUFFERS, nested statements; the executor has a location, so all three arms run; its session has \
-         claimed before, so the arms start at its scan cursor):\n\n```text\n{plan}\n```"
+        "What one `assign()` reads and writes at {deepest} waiting: shared buffers touched per call, per \
+         relation (from `pg_statio_user_tables` and `pg_statio_user_indexes` over 200 calls of one executor in \
+         one session; the executor has a location, so both queue ranges are read; its session has claimed \
+         before, so the scans start at its cursor). The claim runs below the SQL executor, so this is its \
+         EXPLAIN (BUFFERS):\n\n{buffers}"
     ));
     let (first, last) = (p99s.first().unwrap(), p99s.last().unwrap());
     section.targets.push(target(
@@ -246,53 +248,50 @@ pub async fn run(b: &Bench) -> Section {
     section
 }
 
-/// The plan of the claim statement of one assign() (and close of what it claimed), from
-/// auto_explain sent to this session as a NOTICE. Two assigns: the second starts at the
-/// cursor the first left, which is the steady state.
-async fn claim_plan(conninfo: &str, executor: &str) -> String {
-    let (client, mut notices) = connect_with_notices(conninfo).await;
-    let cycle = async |client: &tokio_postgres::Client| {
-        if let Some(row) = client
-            .query_opt(
-                "SELECT id FROM colony_assign.assign('bench', $1)",
-                &[&executor],
+/// Buffers one assign() touches at this depth, per relation: the counterpart of EXPLAIN
+/// (BUFFERS) for a claim that runs below the SQL executor. Measured from the cumulative
+/// statistics over `n` assigns of one executor in one session, after one assign that set the
+/// session's scan cursor (the steady state). Only this session works meanwhile.
+async fn buffers_per_assign(conninfo: &str, executor: &str, n: usize) -> String {
+    let client = connect(conninfo).await;
+    let assign = "SELECT id FROM colony_assign.assign('bench', $1)";
+    client.query(assign, &[&executor]).await.unwrap();
+    let counts = async |client: &tokio_postgres::Client| -> std::collections::BTreeMap<String, i64> {
+        // Flush this session's counters and read fresh ones.
+        client
+            .batch_execute("SELECT pg_stat_force_next_flush()")
+            .await
+            .unwrap();
+        client
+            .query(
+                "SELECT relname, coalesce(heap_blks_hit, 0) + coalesce(heap_blks_read, 0)
+                   FROM (SELECT pg_stat_clear_snapshot()) AS fresh, pg_statio_user_tables
+                  WHERE schemaname = 'colony_assign'
+                 UNION ALL
+                 SELECT indexrelname, coalesce(idx_blks_hit, 0) + coalesce(idx_blks_read, 0)
+                   FROM pg_statio_user_indexes WHERE schemaname = 'colony_assign'",
+                &[],
             )
             .await
             .unwrap()
-        {
-            let id: i64 = row.get(0);
-            client
-                .execute("SELECT colony_assign.close($1, $2)", &[&id, &executor])
-                .await
-                .unwrap();
-        }
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
+            .collect()
     };
-    cycle(&client).await;
-    client
-        .batch_execute(
-            "LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0; SET auto_explain.log_analyze = on; \
-             SET auto_explain.log_buffers = on; SET auto_explain.log_timing = off; \
-             SET auto_explain.log_nested_statements = on; SET auto_explain.log_level = notice",
-        )
-        .await
-        .unwrap();
-    while notices.try_recv().is_ok() {}
-    cycle(&client).await;
-    client
-        .batch_execute("SET auto_explain.log_min_duration = -1")
-        .await
-        .unwrap();
-    let mut plan = None;
-    while let Ok(notice) = notices.try_recv() {
-        if notice.contains("processes_assign_located_idx") && plan.is_none() {
-            // Drop the "Query Text" block: the plan starts at the first node line.
-            let lines: Vec<&str> = notice.lines().collect();
-            let start = lines
-                .iter()
-                .position(|l| l.contains("  (cost=") || l.contains("  (actual"))
-                .unwrap_or(0);
-            plan = Some(lines[start..].join("\n"));
-        }
+    let before = counts(&client).await;
+    for _ in 0..n {
+        client.query(assign, &[&executor]).await.unwrap();
     }
-    plan.unwrap_or_else(|| "(auto_explain sent no plan)".into())
+    let after = counts(&client).await;
+    let mut rows: Vec<String> = after
+        .iter()
+        .filter_map(|(name, a)| {
+            let delta = (a - before.get(name).copied().unwrap_or(0)) as f64 / n as f64;
+            (delta >= 0.05).then(|| format!("| {name} | {delta:.1} |"))
+        })
+        .collect();
+    if rows.is_empty() {
+        rows.push("| (no buffer counted) | 0 |".into());
+    }
+    format!("| relation | buffers per assign |\n|---|---|\n{}", rows.join("\n"))
 }

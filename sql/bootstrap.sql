@@ -93,6 +93,23 @@ COMMENT ON COLUMN colony_assign.executors.stale_since IS
     'When the reaper found it silent past its colony''s stale_after (its processes were requeued); cleared by its next sign of life.';
 
 --------------------------------------------------------------------------------
+-- Admin tokens
+--------------------------------------------------------------------------------
+CREATE TABLE colony_assign.admins (
+    name       text        PRIMARY KEY,
+    token_hash bytea       NOT NULL UNIQUE,
+    colonies   text[],
+    created_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT admin_name_length CHECK (octet_length(name) BETWEEN 1 AND 255)
+);
+COMMENT ON TABLE colony_assign.admins IS
+    'Admin tokens: what an operator logs in (SQL) or authenticates (HTTP admin routes) with.';
+COMMENT ON COLUMN colony_assign.admins.name IS 'Unique admin name (1-255 bytes).';
+COMMENT ON COLUMN colony_assign.admins.token_hash IS 'SHA-256 of the bearer token returned by add_admin().';
+COMMENT ON COLUMN colony_assign.admins.colonies IS 'The colonies the token reaches; NULL = every colony.';
+COMMENT ON COLUMN colony_assign.admins.created_at IS 'When add_admin() created it.';
+
+--------------------------------------------------------------------------------
 -- Processes
 --------------------------------------------------------------------------------
 CREATE TABLE colony_assign.processes (

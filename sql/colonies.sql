@@ -45,6 +45,19 @@ BEGIN
 END
 $$;
 
+-- True when this session may see the colony; raises P0002 (as for an unknown colony) when it
+-- may not, and 42501 when it has not logged in (src/identity.rs).
+CREATE FUNCTION colony_assign._visible_colony(colony text) RETURNS boolean
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    IF NOT colony_assign._may_see(colony) THEN
+        RAISE EXCEPTION 'unknown colony %', to_jsonb(colony)::text USING ERRCODE = 'P0002';
+    END IF;
+    RETURN true;
+END
+$$;
+
 --------------------------------------------------------------------------------
 -- Public functions
 --------------------------------------------------------------------------------
@@ -160,5 +173,7 @@ BEGIN ATOMIC
                count(*) FILTER (WHERE p.state = 3) AS failed,
                count(*) FILTER (WHERE p.state = 4) AS cancelled
         FROM colony_assign.processes p WHERE p.colony = c.name AND p.state >= 2
-    ) AS finished;
+    ) AS finished
+    -- Another colony's stats look like an unknown colony's (src/identity.rs).
+    WHERE colony_assign._visible_colony(c.name);
 END;

@@ -97,8 +97,13 @@ LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    e colony_assign.executors := colony_assign._executor(colony, executor);
+    e colony_assign.executors;
 BEGIN
+    -- What an executor listens on is its own business (and the coordinator's).
+    IF NOT colony_assign._may_see(colony) THEN
+        RAISE EXCEPTION 'unknown colony %', to_jsonb(colony)::text USING ERRCODE = 'P0002';
+    END IF;
+    e := colony_assign._executor(colony, executor);
     RETURN QUERY SELECT unnest(colony_assign._executor_channels(e.colony, e.executor_type, e.location, e.name));
 END
 $$;
@@ -110,6 +115,11 @@ SET plan_cache_mode = force_generic_plan
 SET jit = off
 AS $$
 BEGIN
+    -- Only as the executor this session may act as (src/identity.rs), before anything is
+    -- revealed about it.
+    PERFORM colony_assign._acting_as(colony, executor,
+        (SELECT e.token_hash FROM colony_assign.executors e
+         WHERE e.colony = heartbeat.colony AND e.name = heartbeat.executor));
     PERFORM colony_assign._executor(colony, executor);
     UPDATE colony_assign.executors e SET last_seen = now(), stale_since = NULL
     WHERE e.colony = heartbeat.colony AND e.name = heartbeat.executor;

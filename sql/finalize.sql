@@ -11,6 +11,10 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA colony_assign FROM PUBLIC;
 GRANT USAGE ON SCHEMA colony_assign
     TO colony_assign_executor, colony_assign_submitter, colony_assign_coordinator, colony_assign_admin;
 
+-- Everyone with a colony_assign role logs in (and out) the same way.
+GRANT EXECUTE ON FUNCTION colony_assign.login(text), colony_assign.logout()
+TO colony_assign_executor, colony_assign_submitter, colony_assign_coordinator, colony_assign_admin;
+
 GRANT EXECUTE ON FUNCTION
     colony_assign.assign(text, text, integer),
     colony_assign.close(bigint, text, jsonb, text),
@@ -56,13 +60,21 @@ GRANT EXECUTE ON FUNCTION
     colony_assign.pause(text),
     colony_assign.resume(text),
     colony_assign.set_strict(text, boolean),
-    colony_assign.configure(text, interval, interval)
+    colony_assign.configure(text, interval, interval),
+    colony_assign.add_admin(text, text[]),
+    colony_assign.remove_admin(text)
 TO colony_assign_admin;
 
 --------------------------------------------------------------------------------
 -- Public functions. SQLSTATEs: 22004 NULL argument, 22023 invalid value, 23505 already
 -- exists, 42501 not allowed, 54000 too large, 55000 wrong state, P0002 not found.
 --------------------------------------------------------------------------------
+COMMENT ON FUNCTION colony_assign.login(text) IS
+    'Binds this session to the executor or admin that owns the token, until logout() or the session ends; returns (kind, colony, name). Roles other than colony_assign_coordinator and colony_assign_admin act only as what they logged in as. Errors: 28000 unknown token, 22004 NULL.';
+COMMENT ON FUNCTION colony_assign.logout() IS 'Ends this session''s login: it acts as nobody again.';
+COMMENT ON FUNCTION colony_assign.add_admin(text, text[]) IS
+    'Creates an admin token reaching the given colonies (NULL = every colony); returns the token once (only its SHA-256 is stored). Errors: 22004/22023 bad name, P0002 unknown colony, 23505 it exists.';
+COMMENT ON FUNCTION colony_assign.remove_admin(text) IS 'Removes an admin token and tells coordinators. Errors: P0002 unknown admin.';
 COMMENT ON FUNCTION colony_assign.add_colony(text) IS
     'Adds a colony. Errors: 22004/22023 bad name, 23505 it exists.';
 COMMENT ON FUNCTION colony_assign.remove_colony(text) IS
@@ -151,4 +163,9 @@ COMMENT ON FUNCTION colony_assign._end_descendants(bigint[], integer) IS 'Intern
 COMMENT ON FUNCTION colony_assign._find_cycle(integer, integer[], integer[]) IS 'Internal: one cycle of a dependency graph (Kahn''s algorithm), or an empty array.';
 COMMENT ON FUNCTION colony_assign._max_log_bytes() IS 'Internal: largest log message accepted (bytes).';
 COMMENT ON FUNCTION colony_assign._reap_batch() IS 'Internal: rows per reap() pass.';
+COMMENT ON FUNCTION colony_assign._may_see(text) IS 'Internal: whether this session may see a colony''s objects (42501 when it has not logged in).';
+COMMENT ON FUNCTION colony_assign._visible_colony(text) IS 'Internal: true, or P0002 as for an unknown colony when this session may not see it.';
+COMMENT ON FUNCTION colony_assign._trusted() IS 'Internal: whether this session''s role acts for anyone (coordinator, admin, superuser).';
+COMMENT ON FUNCTION colony_assign._session_colony() IS 'Internal: the colony of the executor this session logged in as (NULL for trusted roles).';
+COMMENT ON FUNCTION colony_assign._acting_as(text, text, bytea) IS 'Internal: 42501 unless this session may act as the executor (and its login token is still the executor''s).';
 COMMENT ON FUNCTION colony_assign._strict_lock(text, text) IS 'Internal: takes strict mode''s (colony, executor type) lock, as assign() does (for tests that hold it).';

@@ -15,6 +15,12 @@ AS $$
 DECLARE
     process_colony text;
 BEGIN
+    -- Only as the executor this session may act as (src/identity.rs); within its colony.
+    IF NOT colony_assign._trusted() THEN
+        colony := coalesce(log.colony, colony_assign._session_colony());
+        PERFORM colony_assign._acting_as(colony, executor,
+            (SELECT e.token_hash FROM colony_assign.executors e WHERE e.colony = log.colony AND e.name = log.executor));
+    END IF;
     IF message IS NULL THEN
         RAISE EXCEPTION 'message must not be NULL' USING ERRCODE = '22004';
     ELSIF octet_length(message) > colony_assign._max_log_bytes() THEN
@@ -37,9 +43,12 @@ RETURNS TABLE (logged_at timestamptz, executor text, message text)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    process_colony text;
 BEGIN
-    PERFORM FROM colony_assign.processes p WHERE p.id = logs.process_id;
-    IF NOT FOUND THEN
+    SELECT p.colony INTO process_colony FROM colony_assign.processes p WHERE p.id = logs.process_id;
+    -- Another colony's process looks exactly like none (src/identity.rs).
+    IF NOT FOUND OR NOT colony_assign._may_see(process_colony) THEN
         RAISE EXCEPTION 'unknown process %', logs.process_id USING ERRCODE = 'P0002';
     END IF;
     RETURN QUERY SELECT l.logged_at, l.executor, l.message FROM colony_assign.logs l

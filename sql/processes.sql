@@ -44,7 +44,8 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'unknown process %', process_id USING ERRCODE = 'P0002';
     ELSIF colony IS NOT NULL AND p.colony <> colony THEN
-        RAISE EXCEPTION 'process % belongs to another colony', process_id USING ERRCODE = '42501';
+        -- Another colony's process looks exactly like none.
+        RAISE EXCEPTION 'unknown process %', process_id USING ERRCODE = 'P0002';
     ELSIF p.state <> 1 THEN
         RAISE EXCEPTION 'process % is not running (it is %)', process_id, colony_assign._state_name(p.state)
             USING ERRCODE = '55000';
@@ -131,8 +132,14 @@ SET jit = off
 AS $$
 DECLARE
     current_state integer;
+    process_colony text;
     cancelled_children bigint[];
 BEGIN
+    -- Another colony's process looks exactly like none (src/identity.rs).
+    SELECT p.colony INTO process_colony FROM colony_assign.processes p WHERE p.id = process_id;
+    IF NOT FOUND OR NOT colony_assign._may_see(process_colony) THEN
+        RAISE EXCEPTION 'unknown process %', process_id USING ERRCODE = 'P0002';
+    END IF;
     UPDATE colony_assign.processes p
     SET state = 4, ended_at = now(), exec_deadline = NULL
     WHERE p.id = process_id AND p.state IN (0, 1)
@@ -159,7 +166,8 @@ DECLARE
 BEGIN
     -- Expanded with .*: INTO a row variable assigns column by column.
     SELECT (colony_assign._public(p)).* INTO result FROM colony_assign.processes p WHERE p.id = process_id;
-    IF NOT FOUND THEN
+    -- Another colony's process looks exactly like none (src/identity.rs).
+    IF NOT FOUND OR NOT colony_assign._may_see(result.colony) THEN
         RAISE EXCEPTION 'unknown process %', process_id USING ERRCODE = 'P0002';
     END IF;
     RETURN result;

@@ -99,6 +99,7 @@ DECLARE
     ids bigint[];
 BEGIN
     PERFORM colony_assign._colony(colony);
+    PERFORM colony_assign._visible_colony(colony);
     PERFORM colony_assign._check_specs(colony, specs, false, true);
     n := jsonb_array_length(specs);
     IF n = 0 THEN
@@ -202,7 +203,8 @@ BEGIN
     JOIN colony_assign.processes p ON p.workflow_id = w.id
     WHERE w.id = workflow.workflow_id
     GROUP BY w.id, w.colony, w.submitted_at;
-    IF result IS NULL THEN
+    -- Another colony's workflow looks exactly like none (src/identity.rs).
+    IF result IS NULL OR NOT colony_assign._may_see(result ->> 'colony') THEN
         RAISE EXCEPTION 'unknown workflow %', workflow_id USING ERRCODE = 'P0002';
     END IF;
     RETURN result;

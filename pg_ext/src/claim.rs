@@ -268,7 +268,10 @@ fn claim_for(
     // Who and where, read with the statement's snapshot: exact for this call.
     // SAFETY: a statement always has an active snapshot while it runs a function.
     let statement_snapshot = unsafe { pg_sys::GetActiveSnapshot() };
+    // Only as the executor this session may act as (src/identity.rs).
+    let required_token = crate::identity::acting_as(colony, executor_name)?;
     let me = members::lookup_executor(session, colony, executor_name, statement_snapshot)?;
+    me.check_token(required_token.as_deref(), colony, executor_name)?;
     let state = members::lookup_colony(session, colony, statement_snapshot)?;
     members::touch(session, &me);
     if state.paused {

@@ -23,6 +23,9 @@ pub enum ExtError {
     /// Not allowed: another executor's process, another colony's (42501).
     #[error("{0}")]
     NotAllowed(String),
+    /// An unknown or revoked token (28000).
+    #[error("{0}")]
+    NotAuthorized(String),
     /// The object is not in the state the call needs: closing twice, cancelling what ended
     /// (55000).
     #[error("{0}")]
@@ -45,6 +48,7 @@ impl ExtError {
             ExtError::TooLarge(_) => "54000",
             ExtError::NotFound(_) => "P0002",
             ExtError::NotAllowed(_) => "42501",
+            ExtError::NotAuthorized(_) => "28000",
             ExtError::WrongState(_) => "55000",
             ExtError::SerializationFailure => "40001",
             ExtError::Internal(_) => "XX000",
@@ -58,6 +62,9 @@ impl ExtError {
             ExtError::TooLarge(_) => PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
             ExtError::NotFound(_) => PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
             ExtError::NotAllowed(_) => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            ExtError::NotAuthorized(_) => {
+                PgSqlErrorCode::ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION
+            }
             ExtError::WrongState(_) => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             ExtError::SerializationFailure => PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,
             ExtError::Internal(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,

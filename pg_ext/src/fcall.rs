@@ -228,3 +228,27 @@ unsafe fn deconstruct(
             .collect()
     }
 }
+
+/// A composite result of the function's declared result type (OUT parameters) from text
+/// values; None is NULL.
+pub fn record(args: Args, values: &[Option<&str>]) -> Datum {
+    // SAFETY: the declared result type is a composite of text columns matching `values`.
+    unsafe {
+        let mut desc: pg_sys::TupleDesc = std::ptr::null_mut();
+        if pg_sys::get_call_result_type(args.0, std::ptr::null_mut(), &mut desc)
+            != pg_sys::TypeFuncClass::TYPEFUNC_COMPOSITE
+            || (*desc).natts as usize != values.len()
+        {
+            ExtError::Internal("the function's declared result is not the expected record".into())
+                .raise();
+        }
+        let desc = pg_sys::BlessTupleDesc(desc);
+        let mut datums: Vec<Datum> = values
+            .iter()
+            .map(|v| v.map_or(Datum::from(0), crate::table::text_datum))
+            .collect();
+        let mut nulls: Vec<bool> = values.iter().map(Option::is_none).collect();
+        let tuple = pg_sys::heap_form_tuple(desc, datums.as_mut_ptr(), nulls.as_mut_ptr());
+        pg_sys::heap_copy_tuple_as_datum(tuple, desc)
+    }
+}

@@ -11,6 +11,7 @@
 use crate::error::ExtError;
 use crate::error::required;
 use crate::fcall::{Args, Materialized, sql_function};
+use crate::identity;
 use crate::members::{self, check_name};
 use crate::table::{self, RUNNING, Row, ScanKeys, Session, Write};
 use pgrx::pg_sys::{self, Datum};
@@ -108,10 +109,10 @@ fn empty_text_array() -> Datum {
     Datum::from(unsafe { pg_sys::construct_empty_array(pg_sys::TEXTOID) })
 }
 
-/// Why a close matched nothing; also the per-item error text of close_many().
+/// Why a close matched nothing; also the per-item error text of close_many(). A process of
+/// another colony is Unknown: "not yours" and "does not exist" look the same.
 enum Miss {
     Unknown,
-    OtherColony,
     NotRunning(i32),
     OtherExecutor,
 }
@@ -120,7 +121,6 @@ impl Miss {
     fn short(&self) -> String {
         match self {
             Miss::Unknown => "unknown process".into(),
-            Miss::OtherColony => "belongs to another colony".into(),
             Miss::NotRunning(state) => format!("not running (it is {})", state_name(*state)),
             Miss::OtherExecutor => "assigned to another executor".into(),
         }
@@ -129,9 +129,6 @@ impl Miss {
     fn error(&self, id: i64, executor: &str) -> ExtError {
         match self {
             Miss::Unknown => ExtError::NotFound(format!("unknown process {id}")),
-            Miss::OtherColony => {
-                ExtError::NotAllowed(format!("process {id} belongs to another colony"))
-            }
             Miss::NotRunning(state) => ExtError::WrongState(format!(
                 "process {id} is not running (it is {})",
                 state_name(*state)
@@ -154,13 +151,32 @@ pub fn state_name(state: i32) -> &'static str {
 /// Why `row` cannot be finished by `executor` (of `colony`), or None when it can.
 fn miss(row: &Row, p: table::ProcessColumns, executor: &str, colony: Option<&str>) -> Option<Miss> {
     if colony.is_some_and(|c| row.text(p.colony) != Some(c)) {
-        return Some(Miss::OtherColony);
+        return Some(Miss::Unknown);
     }
     let state = row.i32(p.state).unwrap_or(-1);
     if state != RUNNING {
         return Some(Miss::NotRunning(state));
     }
     (row.text(p.assigned_executor) != Some(executor)).then_some(Miss::OtherExecutor)
+}
+
+/// The colony a close by `executor` is confined to. Trusted roles (the coordinator) pass the
+/// given colony through; a session logged in as an executor closes only as itself, only in its
+/// colony, and only while its token is still that executor's (src/identity.rs).
+fn scope(
+    session: &mut Session,
+    colony: Option<&str>,
+    executor: &str,
+) -> Result<Option<String>, ExtError> {
+    let Some(own) = identity::session_colony()? else {
+        return Ok(colony.map(str::to_owned));
+    };
+    let required = identity::acting_as(colony.unwrap_or(&own), executor)?;
+    // SAFETY: a statement always has an active snapshot while it runs a function.
+    let snapshot = unsafe { pg_sys::GetActiveSnapshot() };
+    let me = members::lookup_executor(session, &own, executor, snapshot)?;
+    me.check_token(required.as_deref(), &own, executor)?;
+    Ok(Some(own))
 }
 
 /// Ends process `id` as `new_state` with `output` / `errors`, then runs its workflow
@@ -174,8 +190,17 @@ fn finish(
     output: Option<Datum>,
     errors: Option<Datum>,
 ) -> Result<(), ExtError> {
-    let ended = end_one(session, id, executor, colony, new_state, output, errors)
-        .map_err(|miss| miss.error(id, executor))?;
+    let colony = scope(session, colony, executor)?;
+    let ended = end_one(
+        session,
+        id,
+        executor,
+        colony.as_deref(),
+        new_state,
+        output,
+        errors,
+    )
+    .map_err(|miss| miss.error(id, executor))?;
     let colony = ended.colony.clone();
     follow_up(session, &[ended], new_state);
     touch(session, &colony, executor);
@@ -289,10 +314,11 @@ fn touch(session: &mut Session, colony: &str, executor: &str) {
 
 fn close_many(args: Args) -> Datum {
     let executor = check_name(args.text(0), "executor");
-    let colony = args.text(2);
     let closes = parse_closes(args.datum(1));
     let mut out = Materialized::new(args);
     let mut session = Session::open(c"close_many()");
+    let colony = scope(&mut session, args.text(2), executor).unwrap_or_else(|e| e.raise());
+    let colony = colony.as_deref();
     let mut results: Vec<(i64, Option<String>)> = Vec::with_capacity(closes.len());
     let mut ended = Vec::new();
     for (id, output) in closes {
@@ -350,11 +376,12 @@ fn close_batch(args: Args) -> Datum {
             let id = ids[i].ok_or(ExtError::NullArgument("process_id"))?;
             let executor = members::valid_name(executors[i].as_deref(), "executor")?;
             size_ok(outputs[i], "output is", "")?;
+            let colony = scope(&mut session, colonies[i].as_deref(), executor)?;
             let e = end_one(
                 &mut session,
                 id,
                 executor,
-                colonies[i].as_deref(),
+                colony.as_deref(),
                 SUCCESS,
                 outputs[i],
                 None,

@@ -15,6 +15,7 @@
 //!   through the `colony-proto` crate;
 //! - [`notify`]: per-transaction NOTIFY coalescing (one NOTIFY per key per transaction,
 //!   payload = count);
+//! - [`identity`]: who a session acts as (`login(token)`), checked by every entry point;
 //! - [`xact`]: receives PostgreSQL's transaction events once and tells the modules above;
 //! - [`relay`]: hands notifications to a background worker after commit, so submitters never
 //!   take PostgreSQL's global NOTIFY commit lock;
@@ -29,6 +30,7 @@ mod cursor;
 mod error;
 mod fcall;
 mod finish;
+mod identity;
 mod json;
 mod members;
 mod notify;
@@ -50,7 +52,7 @@ pgrx::extension_sql_file!("../../sql/bootstrap.sql", bootstrap);
 pgrx::extension_sql_file!("../../sql/validate.sql", requires = ["bootstrap"]);
 pgrx::extension_sql_file!(
     "../../sql/processes.sql",
-    requires = ["validate", notify::_wake]
+    requires = ["validate", notify::_wake, identity::_may_see]
 );
 pgrx::extension_sql_file!("../../sql/colonies.sql", requires = ["processes"]);
 pgrx::extension_sql_file!(
@@ -64,7 +66,16 @@ pgrx::extension_sql_file!(
     "../../sql/workflows.sql",
     requires = ["processes", workflow::_find_cycle]
 );
-pgrx::extension_sql_file!("../../sql/logs.sql", requires = ["processes"]);
+pgrx::extension_sql_file!(
+    "../../sql/logs.sql",
+    requires = [
+        "executors",
+        identity::_trusted,
+        identity::_session_colony,
+        identity::_acting_as
+    ]
+);
+pgrx::extension_sql_file!("../../sql/identity.sql", requires = ["bootstrap"]);
 pgrx::extension_sql_file!(
     "../../sql/finalize.sql",
     finalize,
@@ -76,6 +87,7 @@ pgrx::extension_sql_file!(
         "coordinator",
         "workflows",
         "logs",
+        "identity",
         channel::channel,
         strict::_strict_lock
     ]

@@ -72,6 +72,28 @@ pub struct Executor {
     row: Row,
     pub executor_type: String,
     pub location: Option<String>,
+    /// SHA-256 of its bearer token (what a login must match).
+    pub token_hash: Vec<u8>,
+}
+
+impl Executor {
+    /// For a session that logged in with a token (`required`: its hash; None for trusted
+    /// roles): the token must still be this executor's (it may have been removed and re-added).
+    pub fn check_token(
+        &self,
+        required: Option<&[u8]>,
+        colony: &str,
+        name: &str,
+    ) -> Result<(), ExtError> {
+        match required {
+            Some(hash) if hash != self.token_hash.as_slice() => Err(ExtError::NotAllowed(format!(
+                "the token this session logged in with no longer belongs to executor {} of colony {}",
+                quoted(name),
+                quoted(colony)
+            ))),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The executor of `colony` called `name`, or P0002 (naming the colony when it is the colony
@@ -117,6 +139,10 @@ pub fn find_executor(
     Some(Executor {
         executor_type: row.text(e.executor_type).unwrap_or_default().to_owned(),
         location: row.text(e.location).map(str::to_owned),
+        // SAFETY: token_hash is a NOT NULL bytea column.
+        token_hash: row
+            .datum(e.token_hash)
+            .map_or_else(Vec::new, |d| unsafe { crate::table::bytes(d).to_vec() }),
         tid,
         row,
     })

@@ -112,9 +112,15 @@ fn insert_specs_sql(args: Args) -> Datum {
     }
 }
 
+/// The colony exists and this session may submit into it: any executor of the colony may, as
+/// over HTTP, and an admin token that reaches it; another colony looks like an unknown one.
 fn require_colony(session: &mut Session, colony: &str) {
     // SAFETY: a statement always has an active snapshot while it runs a function.
     let snapshot = unsafe { pg_sys::GetActiveSnapshot() };
+    let visible = crate::identity::may_see(colony).unwrap_or_else(|e| e.raise());
+    if !visible {
+        ExtError::NotFound(format!("unknown colony {}", members::quoted(colony))).raise();
+    }
     members::colony(session, colony, snapshot);
 }
 

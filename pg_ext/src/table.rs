@@ -57,7 +57,7 @@ columns!(
 
 columns!(
     /// colony_assign.executors
-    ExecutorColumns { colony, name, executor_type, location, last_seen, stale_since }
+    ExecutorColumns { colony, name, executor_type, location, token_hash, last_seen, stale_since }
 );
 
 columns!(
@@ -497,6 +497,18 @@ pub unsafe fn text_str<'a>(d: Datum) -> &'a str {
         let len = pgrx::varlena::varsize_any_exhdr(v);
         let data = pgrx::varlena::vardata_any(v).cast::<u8>();
         std::str::from_utf8_unchecked(std::slice::from_raw_parts(data, len))
+    }
+}
+
+/// A bytea Datum's bytes (detoasted when needed).
+///
+/// # Safety
+/// `d` must be a non-null bytea Datum.
+pub unsafe fn bytes<'a>(d: Datum) -> &'a [u8] {
+    unsafe {
+        let v = pg_sys::pg_detoast_datum_packed(d.cast_mut_ptr());
+        let len = pgrx::varlena::varsize_any_exhdr(v);
+        std::slice::from_raw_parts(pgrx::varlena::vardata_any(v).cast::<u8>(), len)
     }
 }
 

@@ -3,7 +3,8 @@
 //! - `notify`: coalesced notification counts (sent, handed to the relay, or dropped);
 //! - `strict`: strict-mode locks, given back as soon as the transaction's work is done;
 //! - `cursor`: queue-range epochs bumped after commit or rollback, and the session's cursors
-//!   dropped when its own claims roll back (also to a savepoint).
+//!   dropped when its own claims roll back (also to a savepoint);
+//! - `identity`: the cached "is this role trusted" answer, asked again each transaction.
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -38,11 +39,13 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut s
             crate::notify::at_commit();
             crate::cursor::at_commit();
             crate::strict::forget();
+            crate::identity::at_transaction_end();
         }
         XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => {
             crate::notify::at_abort();
             crate::cursor::at_abort();
             crate::strict::forget();
+            crate::identity::at_transaction_end();
         }
         _ => {}
     }

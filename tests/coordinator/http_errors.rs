@@ -107,29 +107,30 @@ async fn every_bad_request_gets_a_json_4xx_and_changes_nothing() {
             None,
             401,
         ),
-        // 403: another colony, another executor's process.
+        // 404: another colony looks like none (its processes too).
         case(
             Method::POST,
             "/v1/colonies/d/assign?timeout=0",
             m,
             None,
-            403,
+            404,
         ),
         case(
             Method::POST,
             "/v1/colonies/d/processes",
             m,
             Some(r#"{"funcname":"f","conditions":{"executortype":"t"}}"#),
-            403,
+            404,
         ),
-        case(Method::GET, "/v1/colonies/d/stats", m, None, 403),
+        case(Method::GET, "/v1/colonies/d/stats", m, None, 404),
         case(
             Method::GET,
             &format!("/v1/processes/{foreign_process}"),
             m,
             None,
-            403,
+            404,
         ),
+        // 403: another executor's process.
         case(
             Method::POST,
             &format!("/v1/processes/{running}/close"),
@@ -137,12 +138,13 @@ async fn every_bad_request_gets_a_json_4xx_and_changes_nothing() {
             Some("{}"),
             403,
         ),
+        // 404: another colony's process, to its executors, is no process at all.
         case(
             Method::POST,
             &format!("/v1/processes/{running}/fail"),
             f,
             Some(r#"{"errors":["x"]}"#),
-            403,
+            404,
         ),
         // 400: malformed JSON, invalid specs, bad shapes, bad ids and parameters.
         case(Method::POST, submit, m, Some("{\"funcname\": "), 400),
@@ -277,5 +279,29 @@ async fn every_bad_request_gets_a_json_4xx_and_changes_nothing() {
             case.method,
             case.path
         );
+    }
+}
+
+/// RFC 9110: the authentication scheme is case-insensitive; a missing or other scheme is 401.
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let (_db, client, coordinators) = setup("coord_bearer_case", 1, &[]).await;
+    let coordinator = &coordinators[0];
+    let token = add_executor(&client, "c", "e", "t", None).await;
+    for (header, status) in [
+        (format!("Bearer {token}"), 200),
+        (format!("bearer {token}"), 200),
+        (format!("BEARER {token}"), 200),
+        (format!("Basic {token}"), 401),
+        (token.clone(), 401),
+    ] {
+        let response = coordinator
+            .http
+            .get(coordinator.url("/v1/colonies/c/stats"))
+            .header("Authorization", &header)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status, "{header:?}");
     }
 }

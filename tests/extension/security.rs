@@ -73,9 +73,11 @@ async fn roles_separate_executors_submitters_and_admins() {
         ))
         .await
         .unwrap();
-    add_executor(&client, "e", "t", None).await;
+    let token = add_executor(&client, "e", "t", None).await;
 
+    // Roles grant what a session may call; a login says as whom (security.rs, below).
     let submitter = db.client_as(&submitter_role).await;
+    login(&submitter, &token).await;
     let id: i64 = submitter
         .query_one(
             "SELECT colony_assign.submit('c', $1)",
@@ -94,6 +96,7 @@ async fn roles_separate_executors_submitters_and_admins() {
     );
 
     let executor = db.client_as(&executor_role).await;
+    login(&executor, &token).await;
     let got: i64 = executor
         .query_one("SELECT id FROM colony_assign.assign('c', 'e')", &[])
         .await
@@ -123,4 +126,179 @@ async fn roles_separate_executors_submitters_and_admins() {
             "{forbidden}"
         );
     }
+}
+
+async fn login(client: &tokio_postgres::Client, token: &str) {
+    client
+        .query_one("SELECT * FROM colony_assign.login($1)", &[&token])
+        .await
+        .expect("login");
+}
+
+/// SQL-direct sessions act only as what they logged in as (DESIGN.md, Security): every
+/// executor entry point refuses another executor, another colony, an admin and no login (42501,
+/// nothing changes); readers see another colony's objects exactly as if they did not exist
+/// (P0002); a removed executor's token (re-added under the same name) no longer works; logout
+/// ends it all.
+#[tokio::test]
+async fn sessions_act_only_as_what_they_logged_in_as() {
+    let (db, client) = setup("security_login").await;
+    let role = format!("tenant_{}", db.name);
+    client
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS \"{role}\";
+             CREATE ROLE \"{role}\" LOGIN IN ROLE colony_assign_executor, colony_assign_submitter;
+             SELECT colony_assign.add_colony('d');"
+        ))
+        .await
+        .unwrap();
+    let e = add_executor(&client, "e", "t", None).await;
+    let f = add_executor(&client, "f", "t", None).await;
+    let x: String = client
+        .query_one("SELECT colony_assign.add_executor('d', 'x', 't')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let admin_d: String = client
+        .query_one("SELECT colony_assign.add_admin('ops', ARRAY['d'])", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let workflow: i64 = client
+        .query_one(
+            "SELECT colony_assign.submit_workflow('c', $1)",
+            &[&json!([{"funcname": "f", "nodename": "a", "conditions": {"executortype": "t"}}])],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let running: i64 = client
+        .query_one("SELECT id FROM colony_assign.assign('c', 'e')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let waiting = submit(&client, &spec("t", json!({}), json!({}))).await;
+
+    let session = async |token: Option<&str>| {
+        let s = db.client_as(&role).await;
+        if let Some(t) = token {
+            login(&s, t).await;
+        }
+        s
+    };
+    let as_e = session(Some(&e)).await;
+    let as_f = session(Some(&f)).await;
+    let as_x = session(Some(&x)).await;
+    let as_admin = session(Some(&admin_d)).await;
+    let nobody = session(None).await;
+    assert_eq!(
+        sqlstate(
+            nobody
+                .query("SELECT * FROM colony_assign.login('cat_nope')", &[])
+                .await
+        ),
+        "28000"
+    );
+
+    // Executor entry points, as e, from sessions that are not e.
+    let acting_as_e = [
+        "SELECT * FROM colony_assign.assign('c', 'e')".to_owned(),
+        format!("SELECT colony_assign.close({running}, 'e')"),
+        format!("SELECT colony_assign.fail({running}, 'e', '{{no}}')"),
+        format!("SELECT * FROM colony_assign.close_many('e', '[{{\"id\": {running}}}]')"),
+        "SELECT colony_assign.heartbeat('c', 'e')".to_owned(),
+        format!("SELECT colony_assign.log({running}, 'e', 'hi')"),
+    ];
+    for (who, s) in [
+        ("f", &as_f),
+        ("x of d", &as_x),
+        ("admin of d", &as_admin),
+        ("nobody", &nobody),
+    ] {
+        for call in &acting_as_e {
+            let before = e2e::fingerprint(&client).await;
+            assert_eq!(sqlstate(s.query(call, &[]).await), "42501", "{who}: {call}");
+            assert_eq!(
+                e2e::fingerprint(&client).await,
+                before,
+                "{who}: {call} changed nothing"
+            );
+        }
+    }
+    // Readers and submitters of colony c, from colony d: as if nothing were there.
+    let readers = [
+        format!("SELECT colony_assign.process({waiting})"),
+        format!("SELECT * FROM colony_assign.logs({running})"),
+        format!("SELECT colony_assign.workflow({workflow})"),
+        format!("SELECT colony_assign.cancel({waiting})"),
+        "SELECT * FROM colony_assign.stats('c')".to_owned(),
+        "SELECT colony_assign.submit('c', '{\"funcname\": \"f\", \"conditions\": {\"executortype\": \"t\"}}')".to_owned(),
+        "SELECT * FROM colony_assign.channels('c', 'e')".to_owned(),
+    ];
+    for (who, s) in [("x of d", &as_x), ("admin of d", &as_admin)] {
+        for call in &readers {
+            let before = e2e::fingerprint(&client).await;
+            assert_eq!(sqlstate(s.query(call, &[]).await), "P0002", "{who}: {call}");
+            assert_eq!(
+                e2e::fingerprint(&client).await,
+                before,
+                "{who}: {call} changed nothing"
+            );
+        }
+    }
+    for call in &readers {
+        assert_eq!(
+            sqlstate(nobody.query(call, &[]).await),
+            "42501",
+            "nobody: {call}"
+        );
+    }
+    // And what they may do: e works as e; f reads its colony; the admin of d submits into d.
+    as_e.query_one(&format!("SELECT colony_assign.process({waiting})"), &[])
+        .await
+        .unwrap();
+    as_f.query_one("SELECT * FROM colony_assign.stats('c')", &[])
+        .await
+        .unwrap();
+    as_e.execute(
+        &format!("SELECT colony_assign.log({running}, 'e', 'progress')"),
+        &[],
+    )
+    .await
+    .unwrap();
+    as_e.execute(&format!("SELECT colony_assign.close({running}, 'e')"), &[])
+        .await
+        .unwrap();
+    as_admin
+        .query_one(
+            "SELECT colony_assign.submit('d', '{\"funcname\": \"f\", \"conditions\": {\"executortype\": \"t\"}}')",
+            &[],
+        )
+        .await
+        .unwrap();
+
+    // e removed and re-added with a new token: the old login no longer acts as e.
+    client
+        .batch_execute("SELECT colony_assign.remove_executor('c', 'e')")
+        .await
+        .unwrap();
+    add_executor(&client, "e", "t", None).await;
+    assert_eq!(
+        sqlstate(
+            as_e.query("SELECT * FROM colony_assign.assign('c', 'e')", &[])
+                .await
+        ),
+        "42501"
+    );
+    // Logout: f acts as nobody.
+    as_f.execute("SELECT colony_assign.logout()", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        sqlstate(
+            as_f.query("SELECT * FROM colony_assign.assign('c', 'f')", &[])
+                .await
+        ),
+        "42501"
+    );
 }

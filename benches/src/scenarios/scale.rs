@@ -256,28 +256,29 @@ async fn buffers_per_assign(conninfo: &str, executor: &str, n: usize) -> String 
     let client = connect(conninfo).await;
     let assign = "SELECT id FROM colony_assign.assign('bench', $1)";
     client.query(assign, &[&executor]).await.unwrap();
-    let counts = async |client: &tokio_postgres::Client| -> std::collections::BTreeMap<String, i64> {
-        // Flush this session's counters and read fresh ones.
-        client
-            .batch_execute("SELECT pg_stat_force_next_flush()")
-            .await
-            .unwrap();
-        client
-            .query(
-                "SELECT relname, coalesce(heap_blks_hit, 0) + coalesce(heap_blks_read, 0)
+    let counts =
+        async |client: &tokio_postgres::Client| -> std::collections::BTreeMap<String, i64> {
+            // Flush this session's counters and read fresh ones.
+            client
+                .batch_execute("SELECT pg_stat_force_next_flush()")
+                .await
+                .unwrap();
+            client
+                .query(
+                    "SELECT relname, coalesce(heap_blks_hit, 0) + coalesce(heap_blks_read, 0)
                    FROM (SELECT pg_stat_clear_snapshot()) AS fresh, pg_statio_user_tables
                   WHERE schemaname = 'colony_assign'
                  UNION ALL
                  SELECT indexrelname, coalesce(idx_blks_hit, 0) + coalesce(idx_blks_read, 0)
                    FROM pg_statio_user_indexes WHERE schemaname = 'colony_assign'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
-            .collect()
-    };
+                    &[],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
+                .collect()
+        };
     let before = counts(&client).await;
     for _ in 0..n {
         client.query(assign, &[&executor]).await.unwrap();
@@ -293,5 +294,8 @@ async fn buffers_per_assign(conninfo: &str, executor: &str, n: usize) -> String 
     if rows.is_empty() {
         rows.push("| (no buffer counted) | 0 |".into());
     }
-    format!("| relation | buffers per assign |\n|---|---|\n{}", rows.join("\n"))
+    format!(
+        "| relation | buffers per assign |\n|---|---|\n{}",
+        rows.join("\n")
+    )
 }

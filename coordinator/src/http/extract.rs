@@ -23,11 +23,13 @@ impl FromRequestParts<AppState> for Authed {
             .headers
             .get(header::AUTHORIZATION)
             .ok_or(Error::Unauthorized("missing Authorization: Bearer <token>"))?;
+        // The scheme is case-insensitive (RFC 9110, section 11.1).
         let token = header
             .to_str()
             .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(|h| h.trim_start().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
             .filter(|t| !t.is_empty() && t.len() <= 512)
             .ok_or(Error::Unauthorized(
                 "malformed Authorization header; expected Bearer <token>",
@@ -37,15 +39,26 @@ impl FromRequestParts<AppState> for Authed {
 }
 
 impl Authed {
-    /// Executors act only on their own colony.
+    /// Executors act only on their own colony; another colony looks like one that does not
+    /// exist (404), so a token learns nothing about the others.
     pub fn in_colony(&self, colony: &str) -> Result<&Executor> {
         if self.0.colony == colony {
             Ok(&self.0)
         } else {
-            Err(Error::Forbidden(format!(
-                "this token belongs to another colony than {}",
+            Err(Error::NotFound(format!(
+                "unknown colony {}",
                 serde_json::Value::from(colony)
             )))
+        }
+    }
+
+    /// For an object found by id (`what`, e.g. "process 7"): another colony's looks like one
+    /// that does not exist.
+    pub fn sees(&self, colony: &str, what: &str) -> Result<()> {
+        if self.0.colony == colony {
+            Ok(())
+        } else {
+            Err(Error::NotFound(format!("unknown {what}")))
         }
     }
 }

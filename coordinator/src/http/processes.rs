@@ -56,7 +56,10 @@ async fn process(
 ) -> Result<Json<Value>> {
     let id = path_id(path)?;
     let process = state.db.process(id).await?;
-    authed.in_colony(process["colony"].as_str().unwrap_or_default())?;
+    authed.sees(
+        process["colony"].as_str().unwrap_or_default(),
+        &format!("process {id}"),
+    )?;
     Ok(Json(process))
 }
 
@@ -158,6 +161,9 @@ async fn logs(
 ) -> Result<Json<Value>> {
     let id = path_id(path)?;
     let process = state.db.process(id).await?;
-    authed.in_colony(process["colony"].as_str().unwrap_or_default())?;
+    authed.sees(
+        process["colony"].as_str().unwrap_or_default(),
+        &format!("process {id}"),
+    )?;
     Ok(Json(state.db.logs(id).await?))
 }

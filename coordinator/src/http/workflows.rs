@@ -46,6 +46,9 @@ async fn workflow(
 ) -> Result<Json<Value>> {
     let id = path_id(path)?;
     let workflow = state.db.workflow(id).await?;
-    authed.in_colony(workflow["colony"].as_str().unwrap_or_default())?;
+    authed.sees(
+        workflow["colony"].as_str().unwrap_or_default(),
+        &format!("workflow {id}"),
+    )?;
     Ok(Json(workflow))
 }

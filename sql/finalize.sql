@@ -163,9 +163,14 @@ COMMENT ON FUNCTION colony_assign._end_descendants(bigint[], integer) IS 'Intern
 COMMENT ON FUNCTION colony_assign._find_cycle(integer, integer[], integer[]) IS 'Internal: one cycle of a dependency graph (Kahn''s algorithm), or an empty array.';
 COMMENT ON FUNCTION colony_assign._max_log_bytes() IS 'Internal: largest log message accepted (bytes).';
 COMMENT ON FUNCTION colony_assign._reap_batch() IS 'Internal: rows per reap() pass.';
+COMMENT ON FUNCTION colony_assign._wake_launcher() IS 'Internal: asks the background launcher to look for databases when this transaction commits (the install script calls it).';
 COMMENT ON FUNCTION colony_assign._may_see(text) IS 'Internal: whether this session may see a colony''s objects (42501 when it has not logged in).';
 COMMENT ON FUNCTION colony_assign._visible_colony(text) IS 'Internal: true, or P0002 as for an unknown colony when this session may not see it.';
 COMMENT ON FUNCTION colony_assign._trusted() IS 'Internal: whether this session''s role acts for anyone (coordinator, admin, superuser).';
 COMMENT ON FUNCTION colony_assign._session_colony() IS 'Internal: the colony of the executor this session logged in as (NULL for trusted roles).';
 COMMENT ON FUNCTION colony_assign._acting_as(text, text, bytea) IS 'Internal: 42501 unless this session may act as the executor (and its login token is still the executor''s).';
 COMMENT ON FUNCTION colony_assign._strict_lock(text, text) IS 'Internal: takes strict mode''s (colony, executor type) lock, as assign() does (for tests that hold it).';
+
+-- A database where the extension was just installed gets its background worker when this
+-- transaction commits, not at the launcher's next round.
+SELECT colony_assign._wake_launcher();

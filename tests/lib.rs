@@ -530,6 +530,18 @@ impl PrivateCluster {
         self.pg_ctl("stop");
     }
 
+    /// `pg_ctl stop -m fast` with a timeout; whether it finished in time.
+    pub fn stop_fast_within(&self, seconds: u32) -> bool {
+        let data = self.dir.join("data");
+        std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--", &format!("{PGBIN}/pg_ctl"), "-D"])
+            .arg(&data)
+            .args(["-m", "fast", "-w", "-t", &seconds.to_string(), "stop"])
+            .current_dir("/tmp")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
     pub fn start_again(&self) {
         self.pg_ctl("start");
     }

@@ -19,11 +19,12 @@
 //! - [`xact`]: receives PostgreSQL's transaction events once and tells the modules above;
 //! - [`relay`]: hands notifications to a background worker after commit, so submitters never
 //!   take PostgreSQL's global NOTIFY commit lock;
-//! - [`worker`]: the background launcher and per-database workers (relay and reaper);
+//! - [`background`]: the launcher and the per-database workers (relay and reaper);
 //! - [`workflow`]: cycle detection for submitted DAGs.
 
 use pgrx::prelude::*;
 
+mod background;
 mod channel;
 mod claim;
 mod cursor;
@@ -40,7 +41,6 @@ mod spi;
 mod strict;
 mod submit;
 mod table;
-mod worker;
 mod workflow;
 mod xact;
 
@@ -88,6 +88,7 @@ pgrx::extension_sql_file!(
         "workflows",
         "logs",
         "identity",
+        background::_wake_launcher,
         channel::channel,
         strict::_strict_lock
     ]
@@ -98,7 +99,7 @@ pub extern "C-unwind" fn _PG_init() {
     cursor::init();
     xact::init();
     relay::init();
-    worker::init();
+    background::init();
 }
 
 /// Required by `cargo pgrx test`.

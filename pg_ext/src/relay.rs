@@ -9,16 +9,23 @@
 //! process ever takes the NOTIFY lock, and counts from many commits that arrive while it is
 //! busy are merged into one NOTIFY per key.
 //!
-//! It is a hint path, like every notification: if the table is full, or the worker is gone
-//! between a commit's check and its hand-over, counts are lost and the coordinators' catch-up
-//! (told at once through `ca_catchup` on overflow) finds the work. Without preload, or with
-//! `colony_assign.notify_relay = off`, or while a database has no worker, transactions NOTIFY
-//! themselves at commit as before.
+//! A worker is registered for exactly as long as its process lives: it registers with its pid,
+//! an exit callback unregisters it however it ends (SIGTERM, FATAL, an ERROR in a reap pass),
+//! and a committing session checks at PRE_COMMIT that the registered process is still that pid
+//! before it relies on it. Without a live relay, transactions NOTIFY themselves at commit, as
+//! they do without preload or with `colony_assign.notify_relay = off`.
+//!
+//! It is a hint path, like every notification: if the table is full, or the worker dies between
+//! a commit's check and its hand-over (microseconds), counts are lost and the coordinators'
+//! catch-up (told at once through `ca_catchup` on overflow) finds the work; SQL-direct
+//! executors bound the same window by assigning again after at most their LISTEN timeout
+//! (docs/sql-api.md).
 
 use colony_proto::CHANNEL_LEN;
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::prelude::*;
 use pgrx::{PGRXSharedMemory, PgLwLock, pg_shmem_init};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Pending (database, channel) counts across the cluster.
 const SLOTS: usize = 4096;
@@ -36,6 +43,8 @@ struct Pending {
 struct Worker {
     db: u32,
     procno: i32,
+    /// The registered process; its PGPROC slot at `procno` must still show this pid.
+    pid: i32,
     /// Counts were dropped for this database (table full): the worker asks for a catch-up.
     overflow: bool,
 }
@@ -43,15 +52,19 @@ struct Worker {
 #[derive(Copy, Clone)]
 pub struct Table {
     workers: [Worker; WORKERS],
+    /// The launcher's PGPROC number + 1 (0: none yet), for wake-ups after CREATE EXTENSION.
+    launcher: i32,
     pending: [Pending; SLOTS],
 }
 
 impl Default for Table {
     fn default() -> Self {
         Table {
+            launcher: 0,
             workers: [Worker {
                 db: 0,
                 procno: 0,
+                pid: 0,
                 overflow: false,
             }; WORKERS],
             pending: [Pending {
@@ -70,7 +83,12 @@ static TABLE: PgLwLock<Table> = unsafe { PgLwLock::new(c"colony_assign_relay") }
 
 /// Set in the postmaster when the library is preloaded (so the table exists); inherited by
 /// every backend it forks.
-static mut IN_SHARED_MEMORY: bool = false;
+static IN_SHARED_MEMORY: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// This transaction ran CREATE EXTENSION: wake the launcher when it commits.
+    static WAKE_LAUNCHER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 
 static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
 
@@ -85,19 +103,21 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
-    // SAFETY: reads a flag PostgreSQL sets while loading preload libraries; writes our own
-    // static before any backend exists.
-    unsafe {
-        if pg_sys::process_shared_preload_libraries_in_progress {
-            pg_shmem_init!(TABLE);
-            IN_SHARED_MEMORY = true;
-        }
+    // SAFETY: reads a flag PostgreSQL sets while loading preload libraries.
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        pg_shmem_init!(TABLE);
+        IN_SHARED_MEMORY.store(true, Ordering::Relaxed);
     }
 }
 
 fn in_shared_memory() -> bool {
-    // SAFETY: written once in the postmaster before forking, read-only afterwards.
-    unsafe { IN_SHARED_MEMORY }
+    IN_SHARED_MEMORY.load(Ordering::Relaxed)
+}
+
+/// Whether the process registered as `w` is still alive: its PGPROC slot shows its pid.
+fn alive(w: &Worker) -> bool {
+    // SAFETY: procno indexes the fixed PGPROC array; reading a pid is a plain load.
+    w.db != 0 && unsafe { (*(*pg_sys::ProcGlobal).allProcs.add(w.procno as usize)).pid } == w.pid
 }
 
 fn my_database() -> u32 {
@@ -112,7 +132,7 @@ pub fn available() -> bool {
         return false;
     }
     let db = my_database();
-    TABLE.share().workers.iter().any(|w| w.db == db)
+    TABLE.share().workers.iter().any(|w| w.db == db && alive(w))
 }
 
 fn slot_of(db: u32, channel: &[u8]) -> usize {
@@ -131,7 +151,7 @@ pub fn hand_over<'a>(counts: impl Iterator<Item = (&'a str, u64)>) {
     let db = my_database();
     let procno = {
         let mut table = TABLE.exclusive();
-        let Some(worker) = table.workers.iter().position(|w| w.db == db) else {
+        let Some(worker) = table.workers.iter().position(|w| w.db == db && alive(w)) else {
             return; // the worker went away since the pre-commit check: the catch-up covers it
         };
         for (channel, count) in counts {
@@ -175,47 +195,94 @@ pub fn hand_over<'a>(counts: impl Iterator<Item = (&'a str, u64)>) {
 /// no shared table (not preloaded) or no free slot. The worker registers whatever its own
 /// `notify_relay` says: each session decides at its commit whether to use the relay, so
 /// changing the setting takes effect for new sessions without restarting the worker.
+/// Registration lasts until the process exits: this callback runs however it exits.
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn unregister_at_exit(_code: i32, _arg: pg_sys::Datum) {
+    unregister();
+}
+
 pub fn register() -> bool {
     if !in_shared_memory() {
         return false;
     }
     let db = my_database();
-    // SAFETY: MyProc is this process's PGPROC.
-    let procno = unsafe { (*pg_sys::MyProc).pgprocno };
-    let mut table = TABLE.exclusive();
-    let free = table
-        .workers
-        .iter()
-        .position(|w| w.db == db)
-        .or_else(|| table.workers.iter().position(|w| w.db == 0));
-    match free {
-        Some(i) => {
-            table.workers[i] = Worker {
-                db,
-                procno,
-                overflow: false,
-            };
-            true
+    // SAFETY: MyProc is this process's PGPROC; MyProcPid its pid.
+    let (procno, pid) = unsafe { ((*pg_sys::MyProc).pgprocno, pg_sys::MyProcPid) };
+    let registered = {
+        let mut table = TABLE.exclusive();
+        // A slot of this database whose process is gone (or a free one) is ours.
+        let free = table
+            .workers
+            .iter()
+            .position(|w| w.db == db && !alive(w))
+            .or_else(|| table.workers.iter().position(|w| w.db == 0));
+        match free {
+            Some(i) => {
+                table.workers[i] = Worker {
+                    db,
+                    procno,
+                    pid,
+                    overflow: false,
+                };
+                true
+            }
+            None => false,
         }
-        None => false,
+    };
+    if registered {
+        // SAFETY: a static callback, run before this process detaches from shared memory.
+        unsafe { pg_sys::before_shmem_exit(Some(unregister_at_exit), pg_sys::Datum::from(0)) };
     }
+    registered
 }
 
-pub fn unregister() {
+fn unregister() {
     if !in_shared_memory() {
         return;
     }
-    let db = my_database();
     // SAFETY: as in register().
-    let procno = unsafe { (*pg_sys::MyProc).pgprocno };
+    let pid = unsafe { pg_sys::MyProcPid };
     let mut table = TABLE.exclusive();
     for w in table
         .workers
         .iter_mut()
-        .filter(|w| w.db == db && w.procno == procno)
+        .filter(|w| w.db != 0 && w.pid == pid)
     {
         w.db = 0;
     }
+}
+
+/// The launcher announces itself, so CREATE EXTENSION can wake it.
+pub fn register_launcher() {
+    if in_shared_memory() {
+        // SAFETY: MyProc is this process's PGPROC.
+        let procno = unsafe { (*pg_sys::MyProc).pgprocno };
+        TABLE.exclusive().launcher = procno + 1;
+    }
+}
+
+/// This transaction installs the extension: wake the launcher once it commits.
+pub fn wake_launcher_at_commit() {
+    WAKE_LAUNCHER.set(true);
+}
+
+/// COMMIT (must not raise): the launcher looks for databases now.
+pub fn at_commit() {
+    if !WAKE_LAUNCHER.replace(false) || !in_shared_memory() {
+        return;
+    }
+    let launcher = TABLE.share().launcher;
+    if launcher > 0 {
+        // SAFETY: a PGPROC number the launcher registered; setting a latch is safe from any backend.
+        unsafe {
+            let proc = (*pg_sys::ProcGlobal).allProcs.add((launcher - 1) as usize);
+            pg_sys::SetLatch(&raw mut (*proc).procLatch);
+        }
+    }
+}
+
+pub fn at_abort() {
+    WAKE_LAUNCHER.set(false);
 }
 
 /// Worker side: everything pending for this database (summed per channel), and whether some

@@ -37,12 +37,14 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut s
         // Committed and visible to new snapshots. Nothing here may raise an error.
         XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT => {
             crate::notify::at_commit();
+            crate::relay::at_commit();
             crate::cursor::at_commit();
             crate::strict::forget();
             crate::identity::at_transaction_end();
         }
         XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => {
             crate::notify::at_abort();
+            crate::relay::at_abort();
             crate::cursor::at_abort();
             crate::strict::forget();
             crate::identity::at_transaction_end();

@@ -7,6 +7,7 @@ mod lifecycle;
 mod notify;
 mod reap;
 mod security;
+mod worker;
 mod workflows;
 
 use e2e::TestDb;

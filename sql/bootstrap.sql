@@ -121,6 +121,7 @@ CREATE TABLE colony_assign.processes (
     executor_names     text[],
     preferred_location text,
     locality_wait      integer,
+    locality_until     timestamptz,
     assigned_executor  text,
     priority           integer     NOT NULL DEFAULT 0,
     funcname           text        NOT NULL,
@@ -164,7 +165,8 @@ ALTER TABLE colony_assign.processes SET (
 -- cannot take. Two indexes rather than one with location as a key column:
 -- `location IS NULL` is not an equality to the planner, so a single index could not return
 -- the location-less range in queue order and the arm would sort the whole range instead.
--- Blocked workflow children and name-targeted processes are in neither.
+-- Blocked workflow children and name-targeted processes are in neither; neither are processes
+-- still waiting for their preferred location (below).
 -- Queue order is (-priority, id) ascending rather than (priority DESC, id): one direction for
 -- both columns lets a scan start at a row position, ((-priority), id) > (p, i), as an index
 -- condition (see src/cursor.rs).
@@ -173,7 +175,21 @@ CREATE INDEX processes_assign_located_idx ON colony_assign.processes
     WHERE state = 0 AND pending_parents = 0 AND executor_names IS NULL AND location IS NOT NULL;
 CREATE INDEX processes_assign_anywhere_idx ON colony_assign.processes
     (colony, executor_type, (- priority), id)
-    WHERE state = 0 AND pending_parents = 0 AND executor_names IS NULL AND location IS NULL;
+    WHERE state = 0 AND pending_parents = 0 AND executor_names IS NULL AND location IS NULL
+      AND locality_until IS NULL;
+
+-- Local-first placement (delay scheduling): a location-less process with a preferred location
+-- waits in its preferred location's range here, which only executors at that location read,
+-- until locality_until; then the release pass (reap.sql, `_release_local`, run by the worker at
+-- that moment) clears locality_until, which moves it into the anywhere range and wakes every
+-- executor of its type. Every waiting untargeted process is in exactly one of the three ranges.
+CREATE INDEX processes_assign_preferred_idx ON colony_assign.processes
+    (colony, executor_type, preferred_location, (- priority), id)
+    WHERE state = 0 AND pending_parents = 0 AND executor_names IS NULL AND location IS NULL
+      AND locality_until IS NOT NULL;
+-- When the next preferred-location wait ends, and which ones have.
+CREATE INDEX processes_locality_idx ON colony_assign.processes (locality_until)
+    WHERE state = 0 AND locality_until IS NOT NULL;
 
 -- Name-targeted processes: `executor_names @> ARRAY[me]` is a GIN operator (`= ANY` is not).
 -- fastupdate is off because a pending list would be scanned in full by every assign.
@@ -215,7 +231,10 @@ COMMENT ON COLUMN colony_assign.processes.executor_type IS 'conditions.executort
 COMMENT ON COLUMN colony_assign.processes.location IS 'conditions.locationname; NULL = any location.';
 COMMENT ON COLUMN colony_assign.processes.executor_names IS 'conditions.executornames; NULL = any executor of the type.';
 COMMENT ON COLUMN colony_assign.processes.preferred_location IS 'conditions.preferredlocation: soft placement wish (local-first).';
-COMMENT ON COLUMN colony_assign.processes.locality_wait IS 'conditions.localitywait in seconds: how long executors elsewhere hold off.';
+COMMENT ON COLUMN colony_assign.processes.locality_wait IS
+    'How long executors elsewhere hold off, in seconds: conditions.localitywait, or the default (5) when a preferred location is given without one.';
+COMMENT ON COLUMN colony_assign.processes.locality_until IS
+    'Until when only executors at preferred_location may take it (submitted_at + locality_wait); NULL = any executor of the type (released, or no preference).';
 COMMENT ON COLUMN colony_assign.processes.assigned_executor IS 'Name of the executor running (or that last ran) the process.';
 COMMENT ON COLUMN colony_assign.processes.priority IS 'Higher runs first (-50000..50000); ties run oldest first.';
 COMMENT ON COLUMN colony_assign.processes.funcname IS 'The function to run (spec.funcname).';

@@ -33,10 +33,13 @@ DECLARE
     key record;
 BEGIN
     FOR key IN
-        SELECT p.executor_type, p.location, p.executor_names, count(*) AS n
+        -- A process still waiting for its preferred location is announced on that location's key.
+        SELECT p.executor_type,
+               coalesce(p.location, CASE WHEN p.locality_until IS NOT NULL THEN p.preferred_location END) AS location,
+               p.executor_names, count(*) AS n
         FROM colony_assign.processes p
         WHERE p.colony = _wake_colony.colony AND p.state = 0 AND p.pending_parents = 0
-        GROUP BY p.executor_type, p.location, p.executor_names
+        GROUP BY 1, 2, 3
     LOOP
         PERFORM colony_assign._wake_group(colony, key.executor_type, key.location, key.executor_names, key.n);
         total := total + key.n;

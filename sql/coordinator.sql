@@ -34,7 +34,8 @@ $$;
 -- Catch-up: for each key (parallel arrays, one entry per key), how many processes are
 -- assignable right now, capped at `cap` (callers only need min(waiting, parked waiters)).
 -- executors[i] NULL: the untargeted key of (colonies[i], executor_types[i], locations[i]),
--- a NULL location being the broadcast key. executors[i] set: that executor's name key, with
+-- a NULL location being the broadcast key; a location's key also counts the processes still
+-- waiting for it as their preferred location. executors[i] set: that executor's name key, with
 -- locations[i] its location. Paused colonies have nothing assignable.
 CREATE FUNCTION colony_assign.backlog(colonies text[], executor_types text[], locations text[],
                                       executors text[], cap integer DEFAULT 1000)
@@ -56,9 +57,16 @@ BEGIN ATOMIC
               AND p.colony = k.colony AND p.executor_type = k.executor_type AND p.location = k.location
             UNION ALL
             SELECT 1 FROM colony_assign.processes p
+            WHERE k.executor IS NULL AND k.location IS NOT NULL
+              AND p.state = 0 AND p.pending_parents = 0 AND p.executor_names IS NULL
+              AND p.colony = k.colony AND p.executor_type = k.executor_type AND p.location IS NULL
+              AND p.locality_until IS NOT NULL AND p.preferred_location = k.location
+            UNION ALL
+            SELECT 1 FROM colony_assign.processes p
             WHERE k.executor IS NULL AND k.location IS NULL
               AND p.state = 0 AND p.pending_parents = 0 AND p.executor_names IS NULL
               AND p.colony = k.colony AND p.executor_type = k.executor_type AND p.location IS NULL
+              AND p.locality_until IS NULL
             UNION ALL
             SELECT 1 FROM colony_assign.processes p
             WHERE k.executor IS NOT NULL

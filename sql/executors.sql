@@ -31,8 +31,9 @@ DECLARE
 BEGIN
     WITH back AS (
         UPDATE colony_assign.processes p
+        -- A requeued process may run anywhere: its wait for a preferred location was once.
         SET state = 0, assigned_executor = NULL, started_at = NULL, exec_deadline = NULL,
-            wait_deadline = now() + p.max_wait_time * interval '1 second'
+            wait_deadline = now() + p.max_wait_time * interval '1 second', locality_until = NULL
         WHERE p.colony = _requeue_running.colony AND p.assigned_executor = _requeue_running.executor
           AND p.state = 1 AND p.started_at IS NOT NULL -- (processes_running_idx)
           AND (only_ids IS NULL OR p.id = ANY (only_ids))

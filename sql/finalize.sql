@@ -163,6 +163,8 @@ COMMENT ON FUNCTION colony_assign._end_descendants(bigint[], integer) IS 'Intern
 COMMENT ON FUNCTION colony_assign._find_cycle(integer, integer[], integer[]) IS 'Internal: one cycle of a dependency graph (Kahn''s algorithm), or an empty array.';
 COMMENT ON FUNCTION colony_assign._max_log_bytes() IS 'Internal: largest log message accepted (bytes).';
 COMMENT ON FUNCTION colony_assign._reap_batch() IS 'Internal: rows per reap() pass.';
+COMMENT ON FUNCTION colony_assign._release_local() IS 'Internal: processes whose preferred-location wait is over join the anywhere range and are announced to every executor of their type.';
+COMMENT ON FUNCTION colony_assign._next_release() IS 'Internal: when the next preferred-location wait ends (NULL: none).';
 COMMENT ON FUNCTION colony_assign._wake_launcher() IS 'Internal: asks the background launcher to look for databases when this transaction commits (the install script calls it).';
 COMMENT ON FUNCTION colony_assign._may_see(text) IS 'Internal: whether this session may see a colony''s objects (42501 when it has not logged in).';
 COMMENT ON FUNCTION colony_assign._visible_colony(text) IS 'Internal: true, or P0002 as for an unknown colony when this session may not see it.';

@@ -8,6 +8,43 @@ CREATE FUNCTION colony_assign._reap_batch() RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN 10000;
 
+-- Local-first placement: processes whose wait for their preferred location is over join the
+-- anywhere range (every executor of their type may take them now) and are announced on their
+-- type's broadcast key, in the same transaction. Returns how many. Compare-and-set under SKIP
+-- LOCKED, so the worker and any number of reapers may run it together.
+CREATE FUNCTION colony_assign._release_local() RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    released bigint;
+BEGIN
+    WITH due AS (
+        SELECT p.id
+        FROM colony_assign.processes p
+        WHERE p.state = 0 AND p.locality_until <= clock_timestamp()
+        ORDER BY p.locality_until
+        LIMIT colony_assign._reap_batch()
+        FOR NO KEY UPDATE SKIP LOCKED
+    ), moved AS (
+        UPDATE colony_assign.processes p SET locality_until = NULL
+        FROM due
+        WHERE p.id = due.id AND p.state = 0 AND p.locality_until IS NOT NULL
+        RETURNING p.colony, p.executor_type
+    ), keys AS (
+        SELECT m.colony, m.executor_type, count(*) AS n FROM moved m GROUP BY m.colony, m.executor_type
+    )
+    SELECT coalesce(sum(k.n), 0) INTO released FROM keys k
+    WHERE colony_assign._wake_group(k.colony, k.executor_type, NULL, NULL, k.n) >= 0;
+    RETURN released;
+END
+$$;
+
+-- When the next preferred-location wait ends (NULL: none); the worker sleeps until then.
+CREATE FUNCTION colony_assign._next_release() RETURNS timestamptz
+LANGUAGE sql STABLE
+RETURN (SELECT min(p.locality_until) FROM colony_assign.processes p
+        WHERE p.state = 0 AND p.locality_until IS NOT NULL);
+
 CREATE FUNCTION colony_assign.reap(OUT requeued bigint, OUT failed bigint, OUT stale_executors bigint,
                                    OUT deleted bigint, OUT more boolean)
 LANGUAGE plpgsql SECURITY DEFINER
@@ -22,6 +59,10 @@ DECLARE
     ended_parents bigint[];
     channels integer;
 BEGIN
+    -- Preferred-location waits that are over (the background worker also runs this at the
+    -- moment they end; this catches up where there is no worker).
+    PERFORM colony_assign._release_local();
+
     -- RUNNING past maxexectime: back to WAITING with one more retry, or FAILED once maxretries
     -- is used up (-1 = retry forever). ColonyOS semantics: maxretries 0 fails on the first timeout.
     WITH overdue AS (
@@ -46,7 +87,9 @@ BEGIN
                                             format('maximum execution time of %s s exceeded', p.max_exec_time)) END,
             wait_deadline = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries
                                  THEN now() + p.max_wait_time * interval '1 second' ELSE p.wait_deadline END,
-            exec_deadline = NULL
+            exec_deadline = NULL,
+            -- A requeued process may run anywhere: its wait for a preferred location was once.
+            locality_until = NULL
         FROM overdue
         WHERE p.id = overdue.id AND p.state = 1
         RETURNING p.id, p.state, p.colony, p.executor_type, p.location, p.executor_names, p.children

@@ -27,13 +27,21 @@ BEGIN
     END IF;
     -- A second statement on purpose: its fresh snapshot sees the output of a parent whose
     -- close committed while the decrement above waited for the child's row lock.
+    -- A child with a preferred location starts its wait for it now (local-first placement),
+    -- and is announced on that location's key until the wait is over.
     WITH filled AS (
         UPDATE colony_assign.processes c
         SET input = (SELECT jsonb_agg(p.output ORDER BY u.ord)
                      FROM unnest(c.parents) WITH ORDINALITY AS u(id, ord)
-                     JOIN colony_assign.processes p ON p.id = u.id)
+                     JOIN colony_assign.processes p ON p.id = u.id),
+            locality_until = CASE
+                WHEN c.preferred_location IS NOT NULL AND c.location IS NULL AND c.executor_names IS NULL
+                     AND c.locality_wait > 0
+                THEN now() + c.locality_wait * interval '1 second' END
         WHERE c.id = ANY (ready)
-        RETURNING c.colony, c.executor_type, c.location, c.executor_names
+        RETURNING c.colony, c.executor_type, coalesce(c.location, CASE WHEN c.locality_until IS NOT NULL
+                                                                   THEN c.preferred_location END) AS location,
+                  c.executor_names
     ), keys AS (
         SELECT f.colony, f.executor_type, f.location, f.executor_names, count(*) AS n
         FROM filled f GROUP BY f.colony, f.executor_type, f.location, f.executor_names

@@ -4,6 +4,8 @@
 //! An executor can take processes from up to three queue ranges, each read in queue order
 //! ((-priority), id):
 //! - its location's range of `processes_assign_located_idx` (when it has a location),
+//! - the processes that prefer its location and still wait for it, in
+//!   `processes_assign_preferred_idx` (local-first placement: delay scheduling),
 //! - its type's location-less range of `processes_assign_anywhere_idx`,
 //! - name-targeted processes that list it (`processes_targeted_idx`, GIN) — only when a probe of
 //!   that index finds an entry naming it, so executors of colonies without targeted work never
@@ -282,11 +284,17 @@ fn claim_for(
         crate::strict::lock(colony, &me.executor_type);
     }
     let cursors = !state.strict;
-    let mut arms = Vec::with_capacity(2);
+    let mut arms = Vec::with_capacity(3);
     if let Some(location) = &me.location {
         arms.push(Arm::new(
             Range::new(colony, &me.executor_type, Some(location)),
             schema.located_idx,
+            cursors,
+        ));
+        // Processes that prefer this location and still wait for an executor here.
+        arms.push(Arm::new(
+            Range::preferred(colony, &me.executor_type, location),
+            schema.preferred_idx,
             cursors,
         ));
     }

@@ -97,20 +97,34 @@ fn pack((neg_priority, id): Position) -> u64 {
     (p << 46) | id
 }
 
-/// A queue range of one database.
+/// A queue range of one database: the processes of (colony, executor type) at one location,
+/// with no location, or waiting for one preferred location (sql/bootstrap.sql has the index of
+/// each kind).
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct Range {
     pub colony: String,
     pub executor_type: String,
     pub location: Option<String>,
+    /// The preferred-location range of `location` rather than its located range.
+    pub preferred: bool,
 }
 
 impl Range {
+    /// The located range of `location`, or the anywhere range when None.
     pub fn new(colony: &str, executor_type: &str, location: Option<&str>) -> Range {
         Range {
             colony: colony.into(),
             executor_type: executor_type.into(),
             location: location.map(Into::into),
+            preferred: false,
+        }
+    }
+
+    /// The range of processes still waiting for `location`, their preferred one.
+    pub fn preferred(colony: &str, executor_type: &str, location: &str) -> Range {
+        Range {
+            preferred: true,
+            ..Range::new(colony, executor_type, Some(location))
         }
     }
 
@@ -131,6 +145,7 @@ impl Range {
             Some(l) => eat(l.as_bytes()),
             None => eat(&[0xff]),
         }
+        eat(&[u8::from(self.preferred)]);
         (hash % SLOTS as u64) as usize
     }
 }

@@ -47,6 +47,9 @@ struct Worker {
     pid: i32,
     /// Counts were dropped for this database (table full): the worker asks for a catch-up.
     overflow: bool,
+    /// Processes with a preferred location were submitted: the worker looks again when the
+    /// next wait ends.
+    locality: bool,
 }
 
 #[derive(Copy, Clone)]
@@ -66,6 +69,7 @@ impl Default for Table {
                 procno: 0,
                 pid: 0,
                 overflow: false,
+                locality: false,
             }; WORKERS],
             pending: [Pending {
                 db: 0,
@@ -88,6 +92,8 @@ static IN_SHARED_MEMORY: AtomicBool = AtomicBool::new(false);
 thread_local! {
     /// This transaction ran CREATE EXTENSION: wake the launcher when it commits.
     static WAKE_LAUNCHER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// This transaction submitted processes that wait for a preferred location.
+    static LOCALITY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
@@ -223,6 +229,8 @@ pub fn register() -> bool {
                     procno,
                     pid,
                     overflow: false,
+                    // A new worker looks for preferred-location waits at once.
+                    locality: true,
                 };
                 true
             }
@@ -266,8 +274,50 @@ pub fn wake_launcher_at_commit() {
     WAKE_LAUNCHER.set(true);
 }
 
-/// COMMIT (must not raise): the launcher looks for databases now.
+/// This transaction submitted processes that wait for a preferred location: tell the worker
+/// when it commits, so it wakes when their wait ends.
+pub fn locality_at_commit() {
+    LOCALITY.set(true);
+}
+
+/// Worker side: whether preferred-location submits committed since the last call.
+pub fn take_locality() -> bool {
+    if !in_shared_memory() {
+        return false;
+    }
+    let db = my_database();
+    let mut table = TABLE.exclusive();
+    table
+        .workers
+        .iter_mut()
+        .find(|w| w.db == db)
+        .is_some_and(|w| std::mem::replace(&mut w.locality, false))
+}
+
+/// COMMIT (must not raise): the launcher looks for databases now; the worker learns of new
+/// preferred-location waits.
 pub fn at_commit() {
+    if LOCALITY.replace(false) && in_shared_memory() {
+        let db = my_database();
+        let procno = {
+            let mut table = TABLE.exclusive();
+            table
+                .workers
+                .iter_mut()
+                .find(|w| w.db == db && alive(w))
+                .map(|w| {
+                    w.locality = true;
+                    w.procno
+                })
+        };
+        if let Some(procno) = procno {
+            // SAFETY: procno indexes the fixed PGPROC array; setting a latch is safe from any backend.
+            unsafe {
+                let proc = (*pg_sys::ProcGlobal).allProcs.add(procno as usize);
+                pg_sys::SetLatch(&raw mut (*proc).procLatch);
+            }
+        }
+    }
     if !WAKE_LAUNCHER.replace(false) || !in_shared_memory() {
         return;
     }
@@ -283,6 +333,7 @@ pub fn at_commit() {
 
 pub fn at_abort() {
     WAKE_LAUNCHER.set(false);
+    LOCALITY.set(false);
 }
 
 /// Worker side: everything pending for this database (summed per channel), and whether some

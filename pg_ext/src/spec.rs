@@ -66,7 +66,26 @@ pub struct Spec {
     pub dependencies: Vec<String>,
 }
 
+/// How long a process with a preferred location waits for an executor there when the spec
+/// does not say (`conditions.localitywait`), in seconds.
+pub const DEFAULT_LOCALITY_WAIT: i32 = 5;
+
 impl Spec {
+    /// The preferred location this process waits for, and for how many seconds, if it does:
+    /// only location-less, untargeted processes have a soft placement (a hard `locationname`
+    /// or `executornames` already decides where they run), and a wait of 0 means none.
+    pub fn locality(&self) -> Option<(&str, i32)> {
+        let wait = self.locality_wait.unwrap_or(DEFAULT_LOCALITY_WAIT);
+        match (
+            &self.preferred_location,
+            &self.location,
+            &self.executor_names,
+        ) {
+            (Some(preferred), None, None) if wait > 0 => Some((preferred.as_str(), wait)),
+            _ => None,
+        }
+    }
+
     /// Parses and checks one spec given as JSON text. `colony` is the colony it is submitted to
     /// (`conditions.colonyname` must name it); `in_workflow` allows dependencies.
     pub fn parse(text: &str, colony: &str, in_workflow: bool) -> Result<Spec, String> {

@@ -188,8 +188,9 @@ fn array_elements(array: Datum) -> Vec<Datum> {
     }
 }
 
-/// A notification key of new processes: (executor type, location, executor names).
-type WakeKey<'a> = (&'a str, Option<&'a str>, Option<&'a [String]>);
+/// A notification key of new processes: (executor type, location, executor names, whether the
+/// location is a preferred one they wait for).
+type WakeKey<'a> = (&'a str, Option<&'a str>, Option<&'a [String]>, bool);
 
 /// Inserts checked specs in input order and notifies the keys of those assignable at once.
 /// Returns the ids (increasing in input order).
@@ -230,10 +231,20 @@ fn insert(
         session.insert(heap, &schema.processes, &mut row);
         ids.push(id);
         if waiting_on == 0 {
+            // A process waiting for its preferred location is announced on that location's key
+            // (only executors there can take it yet); the release pass announces it to all.
+            let (location, preferred) = match spec.locality() {
+                Some((preferred, _)) => {
+                    crate::relay::locality_at_commit();
+                    (Some(preferred), true)
+                }
+                None => (spec.location.as_deref(), false),
+            };
             let key = (
                 spec.executor_type.as_str(),
-                spec.location.as_deref(),
+                location,
                 spec.executor_names.as_deref(),
+                preferred,
             );
             let position = (-spec.priority, id);
             keys.entry(key)
@@ -246,10 +257,14 @@ fn insert(
     }
     // SAFETY: a statement always has an active snapshot while it runs a function.
     let snapshot = unsafe { pg_sys::GetActiveSnapshot() };
-    for ((executor_type, location, names), (n, first)) in keys {
+    for ((executor_type, location, names, preferred), (n, first)) in keys {
         match names {
             None => {
-                cursor::submitted(&Range::new(colony, executor_type, location), first);
+                let range = match location {
+                    Some(l) if preferred => Range::preferred(colony, executor_type, l),
+                    _ => Range::new(colony, executor_type, location),
+                };
+                cursor::submitted(&range, first);
                 crate::notify::wake(colony, executor_type, location, None, n);
             }
             Some(names) => {
@@ -303,7 +318,21 @@ fn insert_row(
         spec.executor_names.as_deref().map(text_array),
     );
     row.set(p.preferred_location, text(&spec.preferred_location));
-    row.set(p.locality_wait, spec.locality_wait.map(Datum::from));
+    // The wait that applies (the default when the spec names a preferred location but no wait).
+    row.set(
+        p.locality_wait,
+        spec.locality()
+            .map(|(_, wait)| wait)
+            .or(spec.locality_wait)
+            .map(Datum::from),
+    );
+    // A workflow child starts its wait when its last parent releases it (_release_children).
+    row.set(
+        p.locality_until,
+        spec.locality()
+            .filter(|_| pending_parents == 0)
+            .map(|(_, wait)| Datum::from(now + i64::from(wait) * MICROS_PER_SECOND)),
+    );
     row.set(p.priority, Some(Datum::from(spec.priority)));
     row.set(p.funcname, Some(table::text_datum(&spec.funcname)));
     row.set(p.label, text(&spec.label));

@@ -48,7 +48,7 @@ columns!(
     /// in SQL but not here makes the cache refuse to build, instead of writing NULLs).
     ProcessColumns {
         id, colony, state, executor_type, location, executor_names, preferred_location,
-        locality_wait, assigned_executor, priority, funcname, label, nodename, max_wait_time,
+        locality_wait, locality_until, assigned_executor, priority, funcname, label, nodename, max_wait_time,
         max_exec_time, max_retries, spec, input, output, errors, retries, submitted_at,
         started_at, ended_at, wait_deadline, exec_deadline, workflow_id, pending_parents,
         parents, children,
@@ -124,6 +124,8 @@ pub struct Schema {
     pub processes_pkey: Oid,
     pub located_idx: Oid,
     pub anywhere_idx: Oid,
+    /// processes_assign_preferred_idx: waiting for a preferred location.
+    pub preferred_idx: Oid,
     pub targeted_idx: Oid,
     pub executors_pkey: Oid,
     pub colonies_pkey: Oid,
@@ -271,6 +273,7 @@ unsafe fn build_schema() -> Schema {
             let processes_pkey = relation_oid(namespace, c"processes_pkey");
             let located_idx = relation_oid(namespace, c"processes_assign_located_idx");
             let anywhere_idx = relation_oid(namespace, c"processes_assign_anywhere_idx");
+            let preferred_idx = relation_oid(namespace, c"processes_assign_preferred_idx");
             let targeted_idx = relation_oid(namespace, c"processes_targeted_idx");
             let executors_pkey = relation_oid(namespace, c"executors_pkey");
             let colonies_pkey = relation_oid(namespace, c"colonies_pkey");
@@ -293,6 +296,18 @@ unsafe fn build_schema() -> Schema {
                     attnum(p.id),
                 ],
                 "processes_assign_located_idx",
+            );
+            expect_keys(
+                &processes,
+                preferred_idx,
+                &[
+                    attnum(p.colony),
+                    attnum(p.executor_type),
+                    attnum(p.preferred_location),
+                    0,
+                    attnum(p.id),
+                ],
+                "processes_assign_preferred_idx",
             );
             expect_keys(
                 &processes,
@@ -359,6 +374,7 @@ unsafe fn build_schema() -> Schema {
                 processes_pkey,
                 located_idx,
                 anywhere_idx,
+                preferred_idx,
                 targeted_idx,
                 executors_pkey,
                 colonies_pkey,

@@ -5,6 +5,7 @@ mod assign;
 mod bad_input;
 mod lifecycle;
 mod notify;
+mod placement;
 mod reap;
 mod security;
 mod worker;

@@ -1,6 +1,7 @@
 //! The per-database worker: relays the notifications committed transactions hand over
-//! (relay.rs) as soon as its latch is set, and calls `colony_assign.reap()` every
-//! `colony_assign.reap_interval` — at once again while a pass reports more to do.
+//! (relay.rs) as soon as its latch is set, calls `colony_assign.reap()` every
+//! `colony_assign.reap_interval` — at once again while a pass reports more to do — and
+//! releases processes whose preferred-location wait is over at the moment it ends.
 //!
 //! It exits at once (the launcher looks again later) when the database has no colony_assign
 //! extension or `reap_interval` is 0 for it. An ERROR in a pass ends it like any backend; its
@@ -37,12 +38,16 @@ pub extern "C-unwind" fn colony_assign_worker_main(arg: pg_sys::Datum) {
     // Registered until this process exits, however it exits (relay.rs).
     let relaying = crate::relay::register();
     let mut next_reap = Instant::now();
+    // When the next preferred-location wait ends: the worker releases those processes at that
+    // moment (local-first placement), not at its next reap pass.
+    let mut next_release: Option<Instant> = None;
     loop {
         if relaying {
             relay_pending();
         }
         let interval = Duration::from_millis(REAP_INTERVAL_MS.get().max(1) as u64);
-        if Instant::now() >= next_reap {
+        let now = Instant::now();
+        if now >= next_reap {
             let more = BackgroundWorker::transaction(|| {
                 Spi::get_one::<bool>("SELECT more FROM colony_assign.reap()")
             })
@@ -56,13 +61,36 @@ pub extern "C-unwind" fn colony_assign_worker_main(arg: pg_sys::Datum) {
             } else {
                 Instant::now() + interval
             };
+            next_release = release_due();
+        } else if next_release.is_some_and(|at| now >= at) || crate::relay::take_locality() {
+            next_release = release_due();
         }
-        let wait = next_reap.saturating_duration_since(Instant::now());
+        let wake_at = next_release.map_or(next_reap, |at| at.min(next_reap));
+        let wait = wake_at.saturating_duration_since(Instant::now());
         // A SIGTERM ends the process inside the wait (PostgreSQL's die()).
         if !BackgroundWorker::wait_latch(Some(wait)) {
             break;
         }
         reload_configuration_if_asked();
+    }
+}
+
+/// Releases the processes whose preferred-location wait is over, and returns when the next
+/// one ends (None: none waits).
+fn release_due() -> Option<Instant> {
+    let next = BackgroundWorker::transaction(|| {
+        Spi::run("SELECT colony_assign._release_local()")?;
+        Spi::get_one::<f64>(
+            "SELECT extract(epoch FROM colony_assign._next_release() - clock_timestamp())::float8",
+        )
+    });
+    match next {
+        Ok(Some(seconds)) => Some(Instant::now() + Duration::from_secs_f64(seconds.max(0.0))),
+        Ok(None) => None,
+        Err(e) => {
+            warning!("colony_assign worker: releasing preferred-location waits failed: {e}");
+            None
+        }
     }
 }
 

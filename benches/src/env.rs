@@ -30,6 +30,8 @@ pub struct Size {
     /// Batches of 100 each client of the peer scenario's batched drain runs.
     pub peer_drain_batches: usize,
     pub parked: usize,
+    /// Processes of the locality scenario's first phase (a tenth of that in its second).
+    pub locality_processes: usize,
 }
 
 impl Size {
@@ -54,6 +56,7 @@ impl Size {
             peer_backlog: 200_000,
             peer_drain_batches: 150,
             parked: 10_000,
+            locality_processes: 2000,
         }
     }
     pub fn smoke() -> Size {
@@ -77,6 +80,7 @@ impl Size {
             peer_backlog: 10_000,
             peer_drain_batches: 2,
             parked: 200,
+            locality_processes: 100,
         }
     }
 }

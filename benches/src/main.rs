@@ -27,7 +27,7 @@ struct Args {
     #[arg(long, default_value = "docs/BENCHMARKS.md")]
     out: PathBuf,
     /// Comma-separated scenarios to run (default: all): seed, floor, wakeup, notify, batching,
-    /// scale, soak, peer, parked.
+    /// scale, soak, peer, parked, locality.
     #[arg(long)]
     only: Option<String>,
     /// Replica counts of the seed table (default: 1,3,5,7,9 full, 1,2 smoke).
@@ -80,6 +80,7 @@ async fn main() {
             "soak" => scenarios::soak::run(&bench).await,
             "peer" => scenarios::peer::run(&bench).await,
             "parked" => scenarios::parked::run(&bench).await,
+            "locality" => scenarios::locality::run(&bench).await,
             other => panic!("unknown scenario {other:?}; known: {:?}", scenarios::ALL),
         };
         section.print();

@@ -2,6 +2,7 @@
 
 pub mod batching;
 pub mod floor;
+pub mod locality;
 pub mod notify_cost;
 pub mod parked;
 pub mod peer;
@@ -11,6 +12,6 @@ pub mod soak;
 pub mod wakeup;
 
 /// Every scenario, in report order.
-pub const ALL: [&str; 9] = [
-    "seed", "floor", "wakeup", "notify", "batching", "scale", "soak", "peer", "parked",
+pub const ALL: [&str; 10] = [
+    "seed", "floor", "wakeup", "notify", "batching", "scale", "soak", "peer", "parked", "locality",
 ];

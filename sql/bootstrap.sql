@@ -259,6 +259,28 @@ COMMENT ON COLUMN colony_assign.processes.parents IS 'Parent process ids, in dep
 COMMENT ON COLUMN colony_assign.processes.children IS 'Child process ids.';
 
 --------------------------------------------------------------------------------
+-- Idempotency keys
+--------------------------------------------------------------------------------
+CREATE TABLE colony_assign.idempotency_keys (
+    colony      text        NOT NULL,
+    key         text        NOT NULL,
+    fingerprint bytea       NOT NULL,
+    ids         bigint[],
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (colony, key),
+    CONSTRAINT idempotency_key_length CHECK (octet_length(key) BETWEEN 1 AND 255)
+);
+-- Retention: the reaper deletes keys older than their colony's retention.
+CREATE INDEX idempotency_keys_created_idx ON colony_assign.idempotency_keys (created_at);
+COMMENT ON TABLE colony_assign.idempotency_keys IS
+    'Keys of idempotent submits (src/idempotency.rs): a retried submit with the same key returns these ids.';
+COMMENT ON COLUMN colony_assign.idempotency_keys.colony IS 'Colony submitted to (keys are per colony).';
+COMMENT ON COLUMN colony_assign.idempotency_keys.key IS 'The client''s key (1-255 bytes).';
+COMMENT ON COLUMN colony_assign.idempotency_keys.fingerprint IS 'SHA-256 of the colony and the request''s specs: the same key with another request is refused.';
+COMMENT ON COLUMN colony_assign.idempotency_keys.ids IS 'The process ids the first call made, in input order.';
+COMMENT ON COLUMN colony_assign.idempotency_keys.created_at IS 'When the key was first used.';
+
+--------------------------------------------------------------------------------
 -- Workflows and logs
 --------------------------------------------------------------------------------
 CREATE TABLE colony_assign.workflows (

@@ -91,6 +91,7 @@ BEGIN
     END IF;
     DELETE FROM colony_assign.executors e WHERE e.colony = remove_colony.name;
     DELETE FROM colony_assign.processes p WHERE p.colony = remove_colony.name;
+    DELETE FROM colony_assign.idempotency_keys k WHERE k.colony = remove_colony.name;
     -- Coordinators drop cached tokens of this colony and answer its parked long-polls.
     PERFORM pg_notify('ca_control', jsonb_build_object('event', 'colony_removed', 'colony', name)::text);
 END

@@ -30,8 +30,8 @@ GRANT EXECUTE ON FUNCTION
 TO colony_assign_executor;
 
 GRANT EXECUTE ON FUNCTION
-    colony_assign.submit(text, jsonb),
-    colony_assign.submit_many(text, jsonb),
+    colony_assign.submit(text, jsonb, text),
+    colony_assign.submit_many(text, jsonb, text),
     colony_assign.cancel(bigint),
     colony_assign.channel(text, text, text),
     colony_assign.process(bigint),
@@ -83,9 +83,9 @@ COMMENT ON FUNCTION colony_assign.add_executor(text, text, text, text) IS
     'Registers an executor of a type, optionally at a location; returns its bearer token (only the SHA-256 is stored). Errors: P0002 unknown colony, 22004/22023 bad name, 23505 it exists.';
 COMMENT ON FUNCTION colony_assign.remove_executor(text, text) IS
     'Removes an executor; its RUNNING processes go back to WAITING at once and are notified. Errors: P0002 unknown colony or executor.';
-COMMENT ON FUNCTION colony_assign.submit(text, jsonb) IS
-    'Submits one ColonyOS-style FunctionSpec; returns its id and notifies its key at commit. Errors: P0002 unknown colony, 22023 invalid spec (the message names the field), 54000 spec over 256 KiB.';
-COMMENT ON FUNCTION colony_assign.submit_many(text, jsonb) IS
+COMMENT ON FUNCTION colony_assign.submit(text, jsonb, text) IS
+    'Submits one ColonyOS-style FunctionSpec; returns its id and notifies its key at commit. With an idempotency_key, a retry returns the first call''s id instead of submitting again. Errors: P0002 unknown colony, 22023 invalid spec (the message names the field) or key reused for another request, 54000 spec over 256 KiB.';
+COMMENT ON FUNCTION colony_assign.submit_many(text, jsonb, text) IS
     'Submits a JSON array of specs in one transaction (all or none); returns ids in input order; one NOTIFY per distinct key. Errors as submit(), messages prefixed with spec[i]; 54000 over 100000 specs.';
 COMMENT ON FUNCTION colony_assign.assign(text, text, integer) IS
     'Claims up to max_count processes the executor may run (type, names, location; priority then age) with FOR UPDATE SKIP LOCKED, marks them RUNNING with deadlines and the executor alive. Empty when nothing is assignable or the colony is paused. Strict colonies serialize claims per type for exact order. Errors: 22023 max_count outside 1..1000, P0002 unknown colony or executor.';

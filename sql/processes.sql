@@ -104,11 +104,12 @@ AS 'MODULE_PATHNAME', 'colony_assign_insert_specs';
 -- Public functions
 --------------------------------------------------------------------------------
 
-CREATE FUNCTION colony_assign.submit(colony text, spec jsonb) RETURNS bigint
+CREATE FUNCTION colony_assign.submit(colony text, spec jsonb, idempotency_key text DEFAULT NULL) RETURNS bigint
 LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 AS 'MODULE_PATHNAME', 'colony_assign_submit';
 
-CREATE FUNCTION colony_assign.submit_many(colony text, specs jsonb) RETURNS SETOF bigint
+CREATE FUNCTION colony_assign.submit_many(colony text, specs jsonb, idempotency_key text DEFAULT NULL)
+RETURNS SETOF bigint
 LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER ROWS 100
 AS 'MODULE_PATHNAME', 'colony_assign_submit_many';
 

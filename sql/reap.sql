@@ -180,5 +180,10 @@ BEGIN
     )
     SELECT count(*) INTO deleted FROM gone;
     more := more OR deleted >= batch;
+
+    -- Idempotency keys older than their colony's retention (a retry that late finds none).
+    DELETE FROM colony_assign.idempotency_keys k
+    USING colony_assign.colonies c
+    WHERE c.name = k.colony AND k.created_at < now() - c.retention;
 END
 $$;

@@ -15,6 +15,7 @@
 //!   through the `colony-proto` crate;
 //! - [`notify`]: per-transaction NOTIFY coalescing (one NOTIFY per key per transaction,
 //!   payload = count);
+//! - [`idempotency`]: submits that carry a key return the first call's ids when retried;
 //! - [`identity`]: who a session acts as (`login(token)`), checked by every entry point;
 //! - [`xact`]: receives PostgreSQL's transaction events once and tells the modules above;
 //! - [`relay`]: hands notifications to a background worker after commit, so submitters never
@@ -31,6 +32,7 @@ mod cursor;
 mod error;
 mod fcall;
 mod finish;
+mod idempotency;
 mod identity;
 mod json;
 mod members;

@@ -36,21 +36,24 @@ sql_function!(
 fn submit(args: Args) -> Datum {
     let colony = check_name(args.text(0), "colony");
     let spec = args.datum(1);
-    let checked = match spec {
-        None => Err("a spec must be a JSON object (got NULL)".to_owned()),
-        Some(d) => check_document_size(d, "")
-            .map(|()| crate::json::jsonb_text(d))
-            .and_then(|text| Spec::parse(&text, colony, false)),
+    let key = args.text(2);
+    let text = spec.map(crate::json::jsonb_text);
+    let checked = match (spec, &text) {
+        (Some(d), Some(text)) => {
+            check_document_size(d, "").and_then(|()| Spec::parse(text, colony, false))
+        }
+        _ => Err("a spec must be a JSON object (got NULL)".to_owned()),
     };
     let spec_row = checked.unwrap_or_else(|problem| ExtError::InvalidValue(problem).raise());
     let mut session = Session::open(c"submit()");
     require_colony(&mut session, colony);
-    let ids = insert(
+    let specs = [(spec_row, spec.expect("checked above"))];
+    let ids = idempotent(
         &mut session,
         colony,
-        &[(spec_row, spec.expect("checked above"))],
-        None,
-        None,
+        key,
+        text.as_deref().unwrap_or_default(),
+        &specs,
     );
     session.close();
     Datum::from(ids[0])
@@ -58,22 +61,45 @@ fn submit(args: Args) -> Datum {
 
 fn submit_many(args: Args) -> Datum {
     let colony = check_name(args.text(0), "colony");
-    let specs = check_specs(colony, args.datum(1), false);
+    let (specs, text) = check_specs(colony, args.datum(1), false);
+    let key = args.text(2);
     let mut out = Materialized::new(args);
     let mut session = Session::open(c"submit_many()");
     require_colony(&mut session, colony);
-    for id in insert(&mut session, colony, &specs, None, None) {
+    for id in idempotent(&mut session, colony, key, &text, &specs) {
         out.push(&mut [Datum::from(id)], &mut [false]);
     }
     session.close();
     out.finish()
 }
 
+/// Inserts `specs`, unless a committed earlier call with the same idempotency key did
+/// (idempotency.rs): then its ids, and nothing is inserted or notified again.
+fn idempotent(
+    session: &mut Session,
+    colony: &str,
+    key: Option<&str>,
+    fingerprint_text: &str,
+    specs: &[(Spec, Datum)],
+) -> Vec<i64> {
+    let Some(key) = key else {
+        return insert(session, colony, specs, None, None);
+    };
+    match crate::idempotency::claim(colony, key, fingerprint_text) {
+        crate::idempotency::Claim::Done(ids) => ids,
+        crate::idempotency::Claim::New => {
+            let ids = insert(session, colony, specs, None, None);
+            crate::idempotency::record(colony, key, &ids);
+            ids
+        }
+    }
+}
+
 /// _check_specs(colony text, specs jsonb, single boolean, in_workflow boolean) → void: what
 /// submit_workflow() checks before it reads the graph.
 fn check_specs_sql(args: Args) -> Datum {
     let colony = check_name(args.text(0), "colony");
-    check_specs(colony, args.datum(1), args.bool(3).unwrap_or(false));
+    let _ = check_specs(colony, args.datum(1), args.bool(3).unwrap_or(false));
     args.return_null()
 }
 
@@ -81,7 +107,7 @@ fn check_specs_sql(args: Args) -> Datum {
 /// the workflow's nodes, inserted in input order; `pending` is each node's count of parents.
 fn insert_specs_sql(args: Args) -> Datum {
     let colony = check_name(args.text(0), "colony");
-    let specs = check_specs(colony, args.datum(1), true);
+    let (specs, _) = check_specs(colony, args.datum(1), true);
     let workflow_id = args.i64(2);
     let pending: Option<Vec<i32>> = args.datum(3).map(|d| {
         crate::fcall::int4_array(Some(d), "pending")
@@ -138,8 +164,12 @@ fn check_document_size(spec: Datum, prefix: &str) -> Result<(), String> {
 }
 
 /// Checks a JSON array of specs (22023 / 54000 naming the first bad one, `spec[i]: `) and
-/// returns each parsed, with its own jsonb.
-fn check_specs(colony: &str, specs: Option<Datum>, in_workflow: bool) -> Vec<(Spec, Datum)> {
+/// returns each parsed, with its own jsonb, and the array's text.
+fn check_specs(
+    colony: &str,
+    specs: Option<Datum>,
+    in_workflow: bool,
+) -> (Vec<(Spec, Datum)>, String) {
     let Some(specs) = specs else {
         ExtError::InvalidValue("specs must be a JSON array of specs (got NULL)".into()).raise()
     };
@@ -169,7 +199,7 @@ fn check_specs(colony: &str, specs: Option<Datum>, in_workflow: bool) -> Vec<(Sp
             Err(problem) => ExtError::InvalidValue(format!("{prefix}{problem}")).raise(),
         }
     }
-    out
+    (out, text)
 }
 
 /// Each element of a jsonb array as a jsonb Datum of its own (binary copies, no reparse).

@@ -3,6 +3,7 @@
 
 mod assign;
 mod bad_input;
+mod idempotency;
 mod lifecycle;
 mod notify;
 mod placement;

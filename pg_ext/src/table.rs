@@ -716,6 +716,13 @@ impl Session {
                 STALE.set(true);
                 schema = self::schema();
             }
+            // As a volatile SQL function does per statement: what earlier calls of this same
+            // statement wrote becomes visible (`SELECT close(id, ..) FROM assign(..)`), through
+            // a copy of the statement's snapshot so the outer query's own view is untouched.
+            // Popped by close(); an ERROR's abort pops it otherwise.
+            pg_sys::CommandCounterIncrement();
+            pg_sys::PushCopiedSnapshot(pg_sys::GetActiveSnapshot());
+            pg_sys::UpdateActiveSnapshotCommandId();
             Session {
                 schema,
                 processes,
@@ -967,6 +974,7 @@ impl Session {
                 pg_sys::table_close(rel, pg_sys::NoLock as i32);
             }
             pg_sys::table_close(self.processes, pg_sys::NoLock as i32);
+            pg_sys::PopActiveSnapshot();
         }
     }
 }

@@ -1,7 +1,7 @@
 //! assign(): exactly-once under concurrency and DESIGN.md's matching rules.
 
 use super::{add_executor, assign, setup, submit, submit_many, waiting};
-use e2e::spec;
+use e2e::{spec, sqlstate};
 use serde_json::json;
 use std::collections::HashSet;
 
@@ -309,6 +309,41 @@ async fn process_shows_the_whole_lifecycle() {
     assert_eq!(row.get::<_, serde_json::Value>(1), json!({"answer": 42}));
     assert_eq!(row.get::<_, Option<String>>(2).as_deref(), Some("e"));
     assert!(row.get::<_, bool>(3));
+}
+
+#[tokio::test]
+async fn one_statement_can_assign_and_close_what_it_assigned() {
+    // Each call sees what the calls before it in the same statement wrote, as volatile SQL
+    // functions do: the claim, the close, and a second close that finds the process ended.
+    let (_db, client) = setup("assign_close_one_statement").await;
+    add_executor(&client, "e", "t", None).await;
+    for _ in 0..3 {
+        submit(&client, &spec("t", json!({}), json!({}))).await;
+    }
+    let closed = client
+        .query(
+            "SELECT colony_assign.close(p.id, 'e', '{\"ok\": true}')
+             FROM colony_assign.assign('c', 'e', 10) p",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(closed.len(), 3);
+    let states: Vec<i32> = client
+        .query("SELECT state FROM colony_assign.processes ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(states, vec![2, 2, 2]);
+    let again = client
+        .execute(
+            "SELECT colony_assign.close(id, 'e') FROM colony_assign.processes ORDER BY id LIMIT 1",
+            &[],
+        )
+        .await;
+    assert_eq!(sqlstate(again), "55000");
 }
 
 #[tokio::test]

@@ -58,7 +58,14 @@ async fn sql_executor(db_config: tokio_postgres::Config, name: String, workflow:
             .unwrap();
     }
     let mut taken = Vec::new();
+    // A bound on the whole run, so that one executor failing (its task panics) fails the test
+    // instead of leaving the others waiting for work that never comes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name}: the workflow did not finish within 120 s"
+        );
         let rows = client
             .query(
                 "SELECT id, nodename FROM colony_assign.assign('c', $1)",

@@ -121,7 +121,6 @@ CREATE TABLE colony_assign.processes (
     executor_names     text[],
     preferred_location text,
     locality_wait      integer,
-    locality_until     timestamptz,
     assigned_executor  text,
     priority           integer     NOT NULL DEFAULT 0,
     funcname           text        NOT NULL,
@@ -144,6 +143,8 @@ CREATE TABLE colony_assign.processes (
     pending_parents    integer     NOT NULL DEFAULT 0,
     parents            bigint[],
     children           bigint[],
+    -- Added in 0.2.0; last, as ALTER TABLE ADD COLUMN puts it in an upgraded database.
+    locality_until     timestamptz,
     CONSTRAINT state_known CHECK (state BETWEEN 0 AND 4),
     CONSTRAINT priority_in_range CHECK (priority BETWEEN -50000 AND 50000),
     CONSTRAINT running_is_assigned CHECK (state <> 1 OR assigned_executor IS NOT NULL),

@@ -28,12 +28,25 @@ pub extern "C-unwind" fn colony_assign_worker_main(arg: pg_sys::Datum) {
     };
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(oid), None);
     let installed = BackgroundWorker::transaction(|| {
-        Spi::get_one::<bool>(
-            "SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'colony_assign')",
+        Spi::get_one::<String>(
+            "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'colony_assign'",
         )
     });
-    if installed != Ok(Some(true)) || REAP_INTERVAL_MS.get() <= 0 {
-        return; // nothing to do here; the launcher looks again later
+    let version = match installed {
+        Ok(Some(version)) => version,
+        _ => return, // no extension here; the launcher looks again later
+    };
+    if version != env!("CARGO_PKG_VERSION") {
+        // The library was upgraded but this database's SQL objects were not yet: the worker
+        // would call functions that are not there. It waits for the update instead.
+        log!(
+            "colony_assign worker: database has colony_assign {version}, the library is {}; run ALTER EXTENSION colony_assign UPDATE",
+            env!("CARGO_PKG_VERSION")
+        );
+        return;
+    }
+    if REAP_INTERVAL_MS.get() <= 0 {
+        return; // reaping switched off here; committing sessions NOTIFY themselves
     }
     // Registered until this process exits, however it exits (relay.rs).
     let relaying = crate::relay::register();

@@ -51,6 +51,31 @@ pub struct Config {
     #[arg(long, env = "COLONY_DEFAULT_TIMEOUT_S", default_value_t = 30)]
     pub default_timeout_s: u64,
 
+    /// Most long-polls one executor (one token) may have parked on this replica at once; one
+    /// more is answered 429 Too Many Requests at once. Bounds the memory and sockets a single
+    /// executor can hold; other executors are not affected. Executors that poll with several
+    /// slots in parallel need at least that many.
+    #[arg(long, env = "COLONY_MAX_PARKED_PER_EXECUTOR", default_value_t = 128,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_parked_per_executor: u32,
+
+    /// How long a client may take to send a request's line and headers, in milliseconds, from
+    /// the moment the server starts reading them (a new connection, or a keep-alive connection
+    /// waiting for its next request). A client that has not finished by then is disconnected
+    /// (slow-loris); so is a keep-alive connection idle that long. A parked long-poll is not
+    /// affected: its headers were read long before.
+    #[arg(long, env = "COLONY_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_ms: u64,
+
+    /// How long a request's body may take to arrive in full, in milliseconds, from the moment
+    /// the handler starts reading it; a body still incomplete then (sent slowly, or trickled
+    /// byte by byte) gets 408 and the connection is closed. Long-polls never read their body,
+    /// so waiting up to `--max-timeout-s` is not cut by this.
+    #[arg(long, env = "COLONY_BODY_READ_TIMEOUT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_read_timeout_ms: u64,
+
     /// Largest request body in bytes; larger ones get 413. Specs themselves are limited to
     /// 256 KiB each by the extension.
     #[arg(long, env = "COLONY_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
@@ -124,5 +149,11 @@ impl Config {
     }
     pub fn token_cache(&self) -> Duration {
         Duration::from_secs(self.token_cache_s)
+    }
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_read_timeout_ms)
     }
 }

@@ -20,6 +20,14 @@ pub enum Error {
     /// Return `413 Payload Too Large`.
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// Return `408 Request Timeout` (and close the connection): the request body did not
+    /// arrive in full within `--body-read-timeout-ms`.
+    #[error("the request body did not arrive within {} ms", .0.as_millis())]
+    RequestTimeout(std::time::Duration),
+    /// Return `429 Too Many Requests`: the executor already has `--max-parked-per-executor`
+    /// long-polls parked on this replica.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// Return `503 Service Unavailable`: the database is unreachable or the pool exhausted.
     #[error("database unavailable: {0}")]
     Unavailable(String),
@@ -57,6 +65,8 @@ impl Error {
             Error::NotFound(m) => Error::NotFound(m.clone()),
             Error::BadRequest(m) => Error::BadRequest(m.clone()),
             Error::PayloadTooLarge(n) => Error::PayloadTooLarge(*n),
+            Error::RequestTimeout(d) => Error::RequestTimeout(*d),
+            Error::TooManyRequests(m) => Error::TooManyRequests(m.clone()),
             Error::Unavailable(m) => Error::Unavailable(m.clone()),
             Error::ShuttingDown => Error::ShuttingDown,
             Error::Database(e) => match e.as_db_error() {

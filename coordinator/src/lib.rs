@@ -54,10 +54,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         metrics,
         shutdown: shutdown.clone(),
     };
-    axum::serve(listener, http::app(state))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await
-        .map_err(|e| Error::Internal(format!("server: {e}")))?;
+    let header_read_timeout = state.config.header_read_timeout();
+    http::serve(
+        listener,
+        http::app(state),
+        header_read_timeout,
+        shutdown.clone(),
+    )
+    .await;
     let _ = notifier_task.await;
     let _ = reaper_task.await;
     db.close();

@@ -1,6 +1,14 @@
 //! Prometheus metrics: names, descriptions and the recorder. Parked-waiter gauges are computed
 //! from the notifier's registry when /metrics is scraped, not updated on every park.
+//!
+//! `colony_parked_waiters_by_key` is written here rather than recorded: the recorder keeps
+//! every series it was ever given, so the series of channels this replica no longer listens on
+//! would stay forever (one per key ever seen). Written from the registry at each scrape, a
+//! key's series exists exactly as long as its channel is listened on.
 
+use metrics_exporter_prometheus::formatting::{
+    sanitize_label_value, write_help_line, write_type_line,
+};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 pub const NOTIFICATIONS: &str = "colony_notifications_received_total";
@@ -17,6 +25,9 @@ pub const LONGPOLLS: &str = "colony_longpolls_total";
 pub const RELEASED: &str = "colony_released_processes_total";
 pub const DB_QUERIES: &str = "colony_db_queries_total";
 pub const BATCH_SIZE: &str = "colony_batch_requests";
+pub const QUEUE_OVERFLOWS: &str = "colony_queue_overflows_total";
+
+const PARKED_BY_KEY_HELP: &str = "Long-polls parked per location or broadcast key (channel name) this replica listens on; the series goes when the channel is UNLISTENed.";
 
 /// Installs the global recorder and describes every metric.
 pub fn install() -> PrometheusHandle {
@@ -56,10 +67,6 @@ pub fn install() -> PrometheusHandle {
         "Long-polls parked on this replica, by the kind of key (each waits on up to 3 keys)."
     );
     metrics::describe_gauge!(
-        PARKED_BY_KEY,
-        "Long-polls parked per location or broadcast key (channel name)."
-    );
-    metrics::describe_gauge!(
         LISTENING,
         "Channels this replica's LISTEN connection listens on."
     );
@@ -85,5 +92,47 @@ pub fn install() -> PrometheusHandle {
         RELEASED,
         "Claimed processes given back because their long-poll response could not be delivered."
     );
+    metrics::describe_counter!(
+        QUEUE_OVERFLOWS,
+        "Items dropped because an internal queue was full, by queue (notifications, listen_requests); each drop is recovered by a catch-up."
+    );
     handle
+}
+
+/// Appends `colony_parked_waiters_by_key` in the text format, one series per `(channel,
+/// waiters)`; nothing at all when there are none, as for a recorded metric without series.
+pub fn render_parked_by_key(out: &mut String, by_key: &[(String, usize)]) {
+    if by_key.is_empty() {
+        return;
+    }
+    write_help_line(out, PARKED_BY_KEY, None, None, PARKED_BY_KEY_HELP);
+    write_type_line(out, PARKED_BY_KEY, None, None, "gauge");
+    for (channel, waiters) in by_key {
+        let channel = sanitize_label_value(channel);
+        out.push_str(&format!(
+            "{PARKED_BY_KEY}{{channel=\"{channel}\"}} {waiters}\n"
+        ));
+    }
+    out.push('\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parked_by_key_renders_one_series_per_key_and_nothing_without_keys() {
+        let mut text = String::new();
+        render_parked_by_key(&mut text, &[]);
+        assert_eq!(text, "");
+
+        render_parked_by_key(&mut text, &[("ca_x".into(), 2), ("ca\"y".into(), 0)]);
+        assert!(text.starts_with("# HELP colony_parked_waiters_by_key "));
+        assert!(text.contains("# TYPE colony_parked_waiters_by_key gauge\n"));
+        assert_eq!(
+            colony_proto::metrics_text::sum(&text, PARKED_BY_KEY, &[("channel", "ca_x")]),
+            2.0
+        );
+        assert!(text.contains("colony_parked_waiters_by_key{channel=\"ca\\\"y\"} 0\n"));
+    }
 }

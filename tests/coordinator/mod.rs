@@ -3,6 +3,7 @@
 mod faults;
 mod http_errors;
 mod lifecycle;
+mod limits;
 mod longpoll;
 mod replicas;
 mod routing;

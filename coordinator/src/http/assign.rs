@@ -73,7 +73,11 @@ async fn long_poll(
     }
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
-    let registration = state.notifier.register(&executor).await;
+    let registration = state
+        .notifier
+        .register(&executor)
+        .await
+        .inspect_err(|_| longpoll_result("rejected"))?;
     loop {
         let woken_by = registration.begin_attempt();
         let processes = claim(&state.db, &executor, max)

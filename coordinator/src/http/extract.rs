@@ -97,7 +97,10 @@ pub fn query(
 /// A JSON body; `None` for an empty body.
 pub fn json_body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Option<Value>> {
     let bytes = body.map_err(|e| match e {
-        BytesRejection::FailedToBufferBody(_) => Error::PayloadTooLarge(limit),
+        e @ BytesRejection::FailedToBufferBody(_) => match super::body::timed_out(&e) {
+            Some(timeout) => Error::RequestTimeout(timeout),
+            None => Error::PayloadTooLarge(limit),
+        },
         other => Error::BadRequest(other.to_string()),
     })?;
     if bytes.iter().all(u8::is_ascii_whitespace) {

@@ -1,13 +1,17 @@
 //! The HTTP API (routes in DESIGN.md). Each module owns its routes; `app()` merges them.
 
 mod assign;
+mod body;
 mod colonies;
 mod error;
 mod executors;
 mod extract;
 mod ops;
 mod processes;
+mod serve;
 mod workflows;
+
+pub use serve::serve;
 
 use crate::auth::TokenCache;
 use crate::config::Config;
@@ -15,7 +19,7 @@ use crate::db::Db;
 use crate::notifier::Notifier;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::Request;
+use axum::extract::Request;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -34,6 +38,7 @@ pub struct AppState {
 
 pub fn app(state: AppState) -> Router {
     let body_limit = state.config.max_body_bytes;
+    let body_timeout = state.config.body_read_timeout();
     Router::new()
         .merge(assign::router())
         .merge(processes::router())
@@ -42,6 +47,9 @@ pub fn app(state: AppState) -> Router {
         .merge(executors::router())
         .merge(ops::router())
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::map_request(move |request: Request| async move {
+            body::with_deadline(request, body_timeout)
+        }))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
                 let route = request

@@ -46,12 +46,8 @@ async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
     for (kind, waiters) in &snapshot.waiters_by_kind {
         metrics::gauge!(m::PARKED, "kind" => *kind).set(*waiters as f64);
     }
-    for (channel, waiters) in snapshot.waiters_by_key {
-        metrics::gauge!(m::PARKED_BY_KEY, "channel" => channel).set(waiters as f64);
-    }
     metrics::gauge!(m::LISTENING).set(snapshot.listening as f64);
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
+    let mut text = state.metrics.render();
+    m::render_parked_by_key(&mut text, &snapshot.waiters_by_key);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

@@ -13,18 +13,22 @@ use tokio_util::sync::CancellationToken;
 /// Asks the catch-up task for a pass now. Requests made while a pass runs are answered by one
 /// more pass, so a burst of them costs one query.
 pub(super) struct CatchUp {
-    requests: mpsc::UnboundedSender<WakeCause>,
+    requests: mpsc::Sender<WakeCause>,
 }
 
 impl CatchUp {
-    pub(super) fn new() -> (CatchUp, mpsc::UnboundedReceiver<WakeCause>) {
-        let (requests, received) = mpsc::unbounded_channel();
+    pub(super) fn new() -> (CatchUp, mpsc::Receiver<WakeCause>) {
+        // Room for one request: one waiting is a pass that has not started yet, and that pass
+        // answers every request made before it starts, so a second one would add nothing.
+        let (requests, received) = mpsc::channel(1);
         (CatchUp { requests }, received)
     }
 
     fn request(&self, cause: WakeCause) {
-        // The task is gone only after shutdown, when no waiter needs a catch-up.
-        let _ = self.requests.send(cause);
+        // Full: a pass is due that starts after this request, so it is answered (its cause
+        // label is the earlier request's). Closed: the task is gone only after shutdown, when
+        // no waiter needs a catch-up. Never wait: requests come from the LISTEN task.
+        let _ = self.requests.try_send(cause);
     }
 
     /// The LISTEN connection is (re)established: work submitted while nobody listened was
@@ -43,7 +47,7 @@ impl CatchUp {
 /// Runs catch-up passes, one at a time, until shutdown.
 pub(super) async fn run(
     shared: Arc<Shared>,
-    mut requests: mpsc::UnboundedReceiver<WakeCause>,
+    mut requests: mpsc::Receiver<WakeCause>,
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(shared.config.catchup_interval());

@@ -12,8 +12,9 @@ pub enum ControlEvent {
     ExecutorRemoved { colony: String, executor: String },
     /// `remove_colony()`: the same for every executor of the colony.
     ColonyRemoved { colony: String },
-    /// The LISTEN connection was down, so removals may have passed unseen: anything learnt
-    /// from the database before is suspect.
+    /// The LISTEN connection was down, or this replica dropped notifications because its queue
+    /// was full, so removals may have passed unseen: anything learnt from the database before
+    /// is suspect.
     #[serde(skip)]
     MissedWhileDisconnected,
 }

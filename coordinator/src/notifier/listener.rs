@@ -13,8 +13,19 @@ use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio_postgres::{AsyncMessage, Client, NoTls, Notification};
 use tokio_util::sync::CancellationToken;
+
+/// Notifications read from the connection and not yet dispatched. The reader never waits for
+/// room: while it waited it would not read the connection, so a LISTEN or ping that the serve
+/// loop awaits could not complete (a deadlock until the ping timeout), and PostgreSQL's
+/// notification queue would grow for every session of the database. When the queue is full the
+/// notification is dropped, counted, and recovered like notifications missed during a
+/// reconnect (`Shared::notification_dropped`): notifications are hints, the table is the truth.
+/// The serve loop dispatches one in microseconds, so this fills only while it awaits a LISTEN
+/// or a ping under a flood of commits.
+const NOTIFICATION_QUEUE: usize = 8192;
 
 /// How often channels nobody waits on any more are looked for, to be UNLISTENed.
 const IDLE_SWEEP_EVERY: Duration = Duration::from_secs(5);
@@ -32,7 +43,7 @@ const HEALTHY_AFTER: Duration = Duration::from_secs(5);
 /// parked long-polls need and nobody listens on yet.
 pub(super) async fn run(
     shared: Arc<Shared>,
-    mut listen_requests: mpsc::UnboundedReceiver<String>,
+    mut listen_requests: mpsc::Receiver<String>,
     shutdown: CancellationToken,
 ) {
     let answer_within = answer_within(&shared.config);
@@ -45,7 +56,7 @@ pub(super) async fn run(
         }
         let connected = tokio::select! {
             _ = shutdown.cancelled() => return,
-            connected = connect(&shared.config) => connected,
+            connected = connect(&shared) => connected,
         };
         let (client, mut notifications) = match connected {
             Ok(connection) => connection,
@@ -107,8 +118,8 @@ enum SessionEnd {
 async fn serve(
     shared: &Shared,
     client: &Client,
-    notifications: &mut mpsc::UnboundedReceiver<Notification>,
-    listen_requests: &mut mpsc::UnboundedReceiver<String>,
+    notifications: &mut mpsc::Receiver<Notification>,
+    listen_requests: &mut mpsc::Receiver<String>,
     shutdown: &CancellationToken,
 ) -> SessionEnd {
     let ping = shared.config.listen_ping();
@@ -135,6 +146,9 @@ async fn serve(
                 while let Ok(more) = listen_requests.try_recv() {
                     channels.push(more);
                 }
+                channels.extend(shared.take_dropped_listen_requests());
+                channels.sort_unstable();
+                channels.dedup();
                 // On failure the channels stay requested, and the next connection LISTENs them.
                 if let Err(e) = execute(client, "LISTEN", &channels, answer_within).await {
                     return SessionEnd::Lost(format!("LISTEN did not complete: {e}"));
@@ -164,9 +178,8 @@ async fn serve(
 
 /// Connects the LISTEN connection; its driver task forwards notifications until the
 /// connection dies, then drops the sender (which is how `serve` learns of it).
-async fn connect(
-    config: &Config,
-) -> Result<(Client, mpsc::UnboundedReceiver<Notification>), Error> {
+async fn connect(shared: &Arc<Shared>) -> Result<(Client, mpsc::Receiver<Notification>), Error> {
+    let config = &shared.config;
     let mut pg = db::pg_config(config)?;
     // Operators (and the fault tests) can tell this connection from the query pool.
     pg.application_name(format!(
@@ -174,13 +187,14 @@ async fn connect(
         config.replica_name()
     ));
     let (client, mut connection) = pg.connect(NoTls).await.map_err(Error::from_db)?;
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = mpsc::channel(NOTIFICATION_QUEUE);
+    let shared = shared.clone();
     tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
         while let Some(message) = messages.next().await {
             match message {
                 Ok(AsyncMessage::Notification(n)) => {
-                    if tx.send(n).is_err() {
+                    if !forward(&tx, n, || shared.notification_dropped()) {
                         return;
                     }
                 }
@@ -193,6 +207,19 @@ async fn connect(
         }
     });
     Ok((client, rx))
+}
+
+/// Queues `item` without waiting; when the queue is full it is dropped and `dropped` is called.
+/// False once the receiving end is gone.
+fn forward<T>(queue: &mpsc::Sender<T>, item: T, dropped: impl FnOnce()) -> bool {
+    match queue.try_send(item) {
+        Ok(()) => true,
+        Err(TrySendError::Full(_)) => {
+            dropped();
+            true
+        }
+        Err(TrySendError::Closed(_)) => false,
+    }
 }
 
 /// How long a LISTEN or UNLISTEN may take before the link counts as dead: as long as a silent
@@ -273,6 +300,22 @@ mod tests {
             backoff.failed();
         }
         backoff
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_reports_instead_of_waiting() {
+        let (queue, mut received) = mpsc::channel(1);
+        let mut drops = 0;
+        assert!(forward(&queue, 1, || drops += 1));
+        assert!(forward(&queue, 2, || drops += 1), "still connected");
+        assert_eq!(drops, 1);
+        assert_eq!(received.try_recv(), Ok(1));
+        assert!(received.try_recv().is_err(), "the second was dropped");
+        assert!(forward(&queue, 3, || drops += 1));
+        assert_eq!(drops, 1, "room again");
+        drop(received);
+        assert!(!forward(&queue, 4, || drops += 1), "the receiver is gone");
+        assert_eq!(drops, 1);
     }
 
     #[test]

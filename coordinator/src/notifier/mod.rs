@@ -22,19 +22,28 @@ pub use registry::Snapshot;
 
 use crate::config::Config;
 use crate::db::{Db, Executor};
+use crate::error::{Error, Result};
 use crate::metrics as m;
 use catchup::CatchUp;
 use colony_proto::{CATCHUP_CHANNEL, CONTROL_CHANNEL, parse_wake_payload};
-use registry::{Registry, WaiterId, Wakes};
+use registry::{AtCapacity, Registry, WaiterId, Wakes};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 /// How long a new long-poll waits for the LISTEN on a channel it is the first to need. Longer
 /// only while the database is unreachable; the catch-up after reconnecting covers that case.
 const LISTEN_CONFIRM_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// LISTEN requests queued for the LISTEN connection. A channel is requested once, by the first
+/// waiter that needs it, so the queue fills only with a burst of new keys while the connection
+/// is busy or down. A request that finds it full is dropped rather than waited for (the handler
+/// holds the registry lock, and the connection may be down for seconds): its channel stays
+/// requested in the registry, which the LISTEN connection reads back after its next batch.
+const LISTEN_REQUEST_QUEUE: usize = 1024;
 
 /// Why waiters were woken: the `cause` label of `colony_wakes_total`.
 #[derive(Debug, Clone, Copy)]
@@ -79,8 +88,9 @@ struct Shared {
     config: Arc<Config>,
     db: Db,
     registry: Mutex<Registry>,
-    /// Channels parked long-polls need and nobody listens on yet, for the LISTEN connection.
-    listen_requests: mpsc::UnboundedSender<String>,
+    /// Channels parked long-polls need and nobody listens on yet, for the LISTEN connection
+    /// (bounded: see `LISTEN_REQUEST_QUEUE`).
+    listen_requests: mpsc::Sender<String>,
     catch_up: CatchUp,
     control: ControlEvents,
     connected: AtomicBool,
@@ -96,7 +106,7 @@ impl Notifier {
         control: ControlEvents,
         shutdown: CancellationToken,
     ) -> (Notifier, tokio::task::JoinHandle<()>) {
-        let (listen_requests, listen_requested) = mpsc::unbounded_channel();
+        let (listen_requests, listen_requested) = mpsc::channel(LISTEN_REQUEST_QUEUE);
         let (catch_up, catch_up_requested) = CatchUp::new();
         let shared = Arc::new(Shared {
             config,
@@ -125,14 +135,31 @@ impl Notifier {
     }
 
     /// Registers a long-poll of `executor` on its keys and waits until LISTEN is in effect on
-    /// each of them (bounded), so any work committed from now on is announced to it.
-    pub async fn register(&self, executor: &Executor) -> Registration {
+    /// each of them (bounded), so any work committed from now on is announced to it. Refused
+    /// with `TooManyRequests` when the executor has `--max-parked-per-executor` parked already.
+    pub async fn register(&self, executor: &Executor) -> Result<Registration> {
+        let limit = self.shared.config.max_parked_per_executor as usize;
         let parked = {
             let mut registry = self.shared.registry();
-            let parked = registry.park(executor);
+            let parked = registry
+                .park_within(executor, limit)
+                .map_err(|AtCapacity(parked)| {
+                    Error::TooManyRequests(format!(
+                        "this executor already has {parked} long-polls waiting on this \
+                         coordinator, the most it allows; retry when one has been answered"
+                    ))
+                })?;
             for channel in &parked.to_listen {
-                // The LISTEN connection is gone only after shutdown, when nobody parks.
-                let _ = self.shared.listen_requests.send(channel.clone());
+                match self.shared.listen_requests.try_send(channel.clone()) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) => {
+                        registry.listen_request_dropped();
+                        metrics::counter!(m::QUEUE_OVERFLOWS, "queue" => "listen_requests")
+                            .increment(1);
+                    }
+                    // The LISTEN connection is gone only after shutdown, when nobody parks.
+                    Err(TrySendError::Closed(_)) => {}
+                }
             }
             parked
         };
@@ -147,7 +174,7 @@ impl Notifier {
             futures_util::future::join_all(parked.listen_confirmations),
         )
         .await;
-        registration
+        Ok(registration)
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -216,6 +243,23 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// The LISTEN connection's reader dropped a notification because the queue to `dispatch`
+    /// was full (see `listener::NOTIFICATION_QUEUE`). Whatever it announced is recovered as
+    /// after a reconnect: the catch-up finds the work, and the token cache forgets everything
+    /// in case it was a removal. (Parked long-polls of an executor removed then are not told at
+    /// once; they answer at their timeout, and the next poll is refused.)
+    fn notification_dropped(&self) {
+        metrics::counter!(m::QUEUE_OVERFLOWS, "queue" => "notifications").increment(1);
+        self.control.publish(&ControlEvent::MissedWhileDisconnected);
+        self.catch_up.on_overflow();
+    }
+
+    /// LISTEN requests that were dropped (the queue was full), to be LISTENed after the batch
+    /// just taken from the queue.
+    fn take_dropped_listen_requests(&self) -> Vec<String> {
+        self.registry().take_dropped_listen_requests()
     }
 
     /// An executor or colony was removed: subscribers forget what it voids, then its parked

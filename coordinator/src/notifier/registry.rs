@@ -11,6 +11,7 @@
 //!   pending, oldest first; the woken move to the back (round robin across executors).
 //! - A waiter that leaves with its wake still pending hands it on to the next waiter of that key.
 //! - Waiters of a removed executor (or colony) are revoked and told at once.
+//! - One executor may have at most `--max-parked-per-executor` waiters at once.
 
 use super::keys::WakeKey;
 use crate::db::Executor;
@@ -48,10 +49,17 @@ pub struct Wakes {
 /// What /metrics reports about parked waiters.
 pub struct Snapshot {
     pub waiters_by_kind: HashMap<&'static str, usize>,
-    /// Location and broadcast keys only (name keys have at most one waiter each).
+    /// Every location and broadcast key this replica knows (listens on, or is about to), with
+    /// its waiters (0 while it is idle); name keys are left out, one series per executor would
+    /// be too many. A key is gone from here once its channel is UNLISTENed, and so is its series
+    /// on /metrics.
     pub waiters_by_key: Vec<(String, usize)>,
     pub listening: usize,
 }
+
+/// Parking was refused: the executor has this many waiters already.
+#[derive(Debug, PartialEq, Eq)]
+pub struct AtCapacity(pub usize);
 
 struct Waiter {
     executor: Executor,
@@ -83,10 +91,33 @@ struct Channel {
 pub struct Registry {
     channels: HashMap<String, Channel>,
     waiters: HashMap<WaiterId, Waiter>,
+    /// Parked waiters per executor (colony, name); executors with none are not kept.
+    per_executor: HashMap<(String, String), usize>,
+    /// A LISTEN request found the LISTEN connection's queue full and was dropped; its channel
+    /// is still `Requested` here, and the LISTEN connection picks it up from here instead.
+    listen_requests_dropped: bool,
     next_id: u64,
 }
 
 impl Registry {
+    /// Parks a long-poll of `executor` as `park` does, unless the executor has `limit` waiters
+    /// parked already.
+    pub fn park_within(&mut self, executor: &Executor, limit: usize) -> Result<Parked, AtCapacity> {
+        let parked = self.parked_of(executor);
+        if parked >= limit {
+            return Err(AtCapacity(parked));
+        }
+        Ok(self.park(executor))
+    }
+
+    /// How many waiters `executor` has parked.
+    pub fn parked_of(&self, executor: &Executor) -> usize {
+        self.per_executor
+            .get(&(executor.colony.clone(), executor.name.clone()))
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Parks a long-poll of `executor` on each of its keys, behind the waiters already there.
     pub fn park(&mut self, executor: &Executor) -> Parked {
         let id = WaiterId(self.next_id);
@@ -124,6 +155,10 @@ impl Registry {
             }
             channels.push(name);
         }
+        *self
+            .per_executor
+            .entry((executor.colony.clone(), executor.name.clone()))
+            .or_default() += 1;
         self.waiters.insert(
             id,
             Waiter {
@@ -156,6 +191,13 @@ impl Registry {
     /// its pending wake, if it had one.
     pub fn unpark(&mut self, id: WaiterId, now: Instant) -> Option<Wakes> {
         let waiter = self.waiters.remove(&id)?;
+        let owner = (waiter.executor.colony.clone(), waiter.executor.name.clone());
+        if let Some(parked) = self.per_executor.get_mut(&owner) {
+            *parked -= 1;
+            if *parked == 0 {
+                self.per_executor.remove(&owner);
+            }
+        }
         for name in &waiter.channels {
             if let Some(channel) = self.channels.get_mut(name) {
                 channel.queue.retain(|w| *w != id);
@@ -244,6 +286,8 @@ impl Registry {
     /// After (re)connecting: every channel someone waits on, each now requested. Channels
     /// nobody waits on are forgotten.
     pub fn channels_to_relisten(&mut self) -> Vec<String> {
+        // Everything still requested is in the list, dropped requests included.
+        self.listen_requests_dropped = false;
         self.channels.retain(|_, c| !c.queue.is_empty());
         let mut names = Vec::with_capacity(self.channels.len());
         for (name, channel) in self.channels.iter_mut() {
@@ -253,6 +297,27 @@ impl Registry {
             names.push(name.clone());
         }
         names
+    }
+
+    /// A LISTEN request for a channel just requested could not be queued (the queue to the LISTEN
+    /// connection was full) and was dropped.
+    pub fn listen_request_dropped(&mut self) {
+        self.listen_requests_dropped = true;
+    }
+
+    /// If LISTEN requests were dropped since the last call: every channel still waiting for its
+    /// LISTEN (some may be queued too; LISTENing a channel twice is harmless). The LISTEN
+    /// connection calls this after each batch it took from the queue, so a dropped request is
+    /// found at the latest after the batch that was queued when it was dropped.
+    pub fn take_dropped_listen_requests(&mut self) -> Vec<String> {
+        if !std::mem::take(&mut self.listen_requests_dropped) {
+            return Vec::new();
+        }
+        self.channels
+            .iter()
+            .filter(|(_, c)| matches!(c.listen, ListenState::Requested(_)))
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// LISTEN is in effect on `names`: the waiters waiting for it are told.
@@ -310,7 +375,7 @@ impl Registry {
                 .waiters_by_kind
                 .entry(channel.key.kind())
                 .or_default() += channel.queue.len();
-            if channel.key.executor.is_none() && !channel.queue.is_empty() {
+            if channel.key.executor.is_none() {
                 snapshot
                     .waiters_by_key
                     .push((name.clone(), channel.queue.len()));
@@ -319,6 +384,7 @@ impl Registry {
                 snapshot.listening += 1;
             }
         }
+        snapshot.waiters_by_key.sort_unstable();
         snapshot
     }
 }
@@ -579,5 +645,90 @@ mod tests {
         expected.sort();
         assert_eq!(idle, expected);
         assert_eq!(registry.snapshot().listening, 0);
+    }
+
+    #[test]
+    fn an_executor_parks_at_most_its_limit_and_others_are_not_affected() {
+        let mut registry = Registry::default();
+        let a = executor("a");
+        let first = registry.park_within(&a, 2).unwrap();
+        let _second = registry.park_within(&a, 2).unwrap();
+        assert_eq!(registry.park_within(&a, 2).err(), Some(AtCapacity(2)));
+        assert!(
+            registry.park_within(&executor("b"), 2).is_ok(),
+            "the limit is per executor"
+        );
+        let same_name_elsewhere = Executor {
+            colony: "d".into(),
+            ..a.clone()
+        };
+        assert!(
+            registry.park_within(&same_name_elsewhere, 2).is_ok(),
+            "an executor is its colony and name"
+        );
+        assert_eq!(registry.parked_of(&a), 2);
+
+        registry.unpark(first.id, Instant::now());
+        assert_eq!(registry.parked_of(&a), 1);
+        assert!(registry.park_within(&a, 2).is_ok(), "room again");
+        assert_eq!(registry.park_within(&a, 2).err(), Some(AtCapacity(2)));
+    }
+
+    #[test]
+    fn dropped_listen_requests_are_found_in_the_registry() {
+        let mut registry = Registry::default();
+        let listened = registry.park(&executor("a"));
+        registry.mark_listening(&listened.to_listen);
+        assert_eq!(
+            registry.take_dropped_listen_requests(),
+            Vec::<String>::new()
+        );
+
+        let requested = registry.park(&executor("b"));
+        assert_eq!(requested.to_listen.len(), 1, "b's name key");
+        registry.listen_request_dropped();
+        assert_eq!(
+            registry.take_dropped_listen_requests(),
+            requested.to_listen,
+            "only channels still waiting for their LISTEN"
+        );
+        assert_eq!(
+            registry.take_dropped_listen_requests(),
+            Vec::<String>::new(),
+            "taken once"
+        );
+
+        registry.listen_request_dropped();
+        registry.channels_to_relisten();
+        assert_eq!(
+            registry.take_dropped_listen_requests(),
+            Vec::<String>::new(),
+            "a reconnect LISTENs every requested channel anyway"
+        );
+    }
+
+    #[test]
+    fn a_key_is_reported_until_its_channel_is_unlistened() {
+        let mut registry = Registry::default();
+        let parked = registry.park(&executor("a"));
+        let names = registry.channels_to_relisten();
+        registry.mark_listening(&names);
+        let broadcast = broadcast_channel();
+        assert_eq!(
+            registry.snapshot().waiters_by_key,
+            vec![(broadcast.clone(), 1)],
+            "location and broadcast keys only"
+        );
+
+        let left = Instant::now();
+        registry.unpark(parked.id, left);
+        assert_eq!(
+            registry.snapshot().waiters_by_key,
+            vec![(broadcast, 0)],
+            "idle, still listened: reported as 0"
+        );
+        let idle_for = Duration::from_secs(1);
+        assert_eq!(registry.take_idle(left + idle_for, idle_for).len(), 2);
+        assert!(registry.snapshot().waiters_by_key.is_empty());
     }
 }

@@ -1,4 +1,5 @@
 //! End-to-end tests. Each module owns its databases; see lib.rs for the harness.
 
+mod client;
 mod coordinator;
 mod extension;

@@ -145,8 +145,15 @@ impl Db {
         }))
     }
 
-    pub async fn submit(&self, colony: &str, specs: &Value) -> Result<Vec<i64>> {
-        let rows = self.query(SUBMIT, &[&colony, specs]).await?;
+    pub async fn submit(
+        &self,
+        colony: &str,
+        specs: &Value,
+        idempotency_key: Option<&str>,
+    ) -> Result<Vec<i64>> {
+        let rows = self
+            .query(SUBMIT, &[&colony, specs, &idempotency_key])
+            .await?;
         Ok(rows.into_iter().map(|r| r.get(0)).collect())
     }
 

@@ -305,3 +305,69 @@ async fn the_bearer_scheme_is_case_insensitive() {
         assert_eq!(response.status().as_u16(), status, "{header:?}");
     }
 }
+
+/// A submit retried with its Idempotency-Key returns the first call's ids and creates nothing;
+/// the same key with another body, an empty key or a key that is not visible ASCII is 400.
+#[tokio::test]
+async fn a_retried_submit_with_its_idempotency_key_creates_nothing() {
+    let (_db, client, coordinators) = setup("coord_idempotency_key", 1, &[]).await;
+    let coordinator = &coordinators[0];
+    let token = add_executor(&client, "c", "e", "t", None).await;
+    let submit = |key: &'static [u8], body: Value| {
+        coordinator
+            .http
+            .post(coordinator.url("/v1/colonies/c/processes"))
+            .bearer_auth(&token)
+            .header(
+                "Idempotency-Key",
+                reqwest::header::HeaderValue::from_bytes(key).unwrap(),
+            )
+            .json(&body)
+            .send()
+    };
+    let batch = json!([
+        spec("t", json!({}), json!({"args": [1]})),
+        spec("t", json!({}), json!({"args": [2]}))
+    ]);
+    let first = submit(b"key-1", batch.clone()).await.unwrap();
+    assert_eq!(first.status().as_u16(), 201);
+    let first: Value = first.json().await.unwrap();
+    let again = submit(b"key-1", batch.clone()).await.unwrap();
+    assert_eq!(again.status().as_u16(), 201);
+    assert_eq!(
+        again.json::<Value>().await.unwrap(),
+        first,
+        "the first call's ids"
+    );
+    let count = || async {
+        client
+            .query_one("SELECT count(*) FROM colony_assign.processes", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    assert_eq!(count().await, 2);
+    let before = fingerprint(&client).await;
+    for (key, body) in [
+        (
+            &b"key-1"[..],
+            json!([spec("t", json!({}), json!({"args": [3]}))]),
+        ),
+        (b"", batch.clone()),
+        (b"caf\xc3\xa9", batch.clone()),
+    ] {
+        let response = submit(key, body).await.unwrap();
+        assert_eq!(response.status().as_u16(), 400, "{key:?}");
+        let error: Value = response.json().await.unwrap();
+        assert!(error["error"]["message"].is_string(), "{error}");
+    }
+    assert_eq!(
+        fingerprint(&client).await,
+        before,
+        "refused submits change nothing"
+    );
+    // Another key is another submit.
+    let other = submit(b"key-2", batch).await.unwrap();
+    assert_eq!(other.status().as_u16(), 201);
+    assert_eq!(count().await, 4);
+}

@@ -7,11 +7,14 @@ use axum::Json;
 use axum::Router;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use serde_json::{Value, json};
+
+/// The header that makes a submit idempotent (the name clients send; matched case-insensitively).
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -24,14 +27,25 @@ pub fn router() -> Router<AppState> {
 }
 
 /// One spec (object) or many (array, one transaction) → 201 `{"ids": [...]}`.
+///
+/// With an `Idempotency-Key` header, a retry of the same submit returns the first call's ids
+/// and creates nothing (the key is checked and recorded by the extension, in the submit's own
+/// transaction; the same key with another body is 400).
 async fn submit(
     State(state): State<AppState>,
     authed: Authed,
     path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
     let colony = path_text(path)?;
     authed.in_colony(&colony)?;
+    let idempotency_key = match headers.get(IDEMPOTENCY_KEY) {
+        None => None,
+        Some(value) => Some(value.to_str().map_err(|_| {
+            Error::BadRequest("the Idempotency-Key header must be visible ASCII".into())
+        })?),
+    };
     let specs = match json_body(body, state.config.max_body_bytes)? {
         Some(spec @ Value::Object(_)) => Value::Array(vec![spec]),
         Some(specs @ Value::Array(_)) => specs,
@@ -41,7 +55,7 @@ async fn submit(
             ));
         }
     };
-    let ids = state.db.submit(&colony, &specs).await?;
+    let ids = state.db.submit(&colony, &specs, idempotency_key).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "ids": ids })).into_response(),

@@ -3,3 +3,4 @@
 mod client;
 mod coordinator;
 mod extension;
+mod ha;

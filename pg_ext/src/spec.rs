@@ -544,4 +544,299 @@ mod tests {
         let got = check(with(&["priority"], json!("y".repeat(500)))).unwrap();
         assert!(got.len() < 150 && got.ends_with("...)"), "{got}");
     }
+
+    /// Property tests (issue 10, item 7): `Spec::parse` never panics, whatever the text, and
+    /// what it accepts is within the documented ranges. Fixed seed (PROPTEST_RNG_SEED=n draws
+    /// other inputs); the failing input is printed.
+    mod properties {
+        use super::super::{CONDITION_KEYS, Spec, TOP_KEYS};
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+        use proptest::sample::select;
+        use proptest::test_runner::{Config, RngSeed, TestCaseResult, TestError, TestRunner};
+        use serde_json::{Map, Number, Value};
+
+        fn run<S: Strategy>(
+            name: &str,
+            cases: u32,
+            strategy: S,
+            test: impl Fn(S::Value) -> TestCaseResult,
+        ) {
+            let seed = std::env::var("PROPTEST_RNG_SEED")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0x00c0_1041_a551_9e10);
+            let mut config = Config::default();
+            if std::env::var_os("PROPTEST_CASES").is_none() {
+                config.cases = cases;
+            }
+            config.rng_seed = RngSeed::Fixed(seed);
+            config.failure_persistence = None;
+            match TestRunner::new(config).run(&strategy, test) {
+                Ok(()) => {}
+                Err(TestError::Fail(reason, input)) => {
+                    let shown = format!("{input:?}");
+                    let shown: String = shown.chars().take(2000).collect();
+                    panic!("{name} failed (PROPTEST_RNG_SEED={seed}): {reason}\ninput: {shown}")
+                }
+                Err(e) => panic!("{name}: {e}"),
+            }
+        }
+
+        fn number() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                any::<i64>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                (-60_000i64..60_000).prop_map(Value::from),
+                select(vec![
+                    -2i64,
+                    -1,
+                    0,
+                    1,
+                    50_000,
+                    50_001,
+                    -50_000,
+                    -50_001,
+                    86_400,
+                    86_401,
+                    315_360_000,
+                    315_360_001,
+                    1_000_000,
+                    1_000_001,
+                    i64::MAX,
+                    i64::MIN
+                ])
+                .prop_map(Value::from),
+                any::<f64>().prop_filter_map("finite", |f| Number::from_f64(f).map(Value::Number)),
+                (-1000i64..1000).prop_map(|n| Value::from(n as f64)),
+                (-1000i64..1000).prop_map(|n| Value::from(n as f64 + 0.5)),
+            ]
+        }
+
+        fn string() -> impl Strategy<Value = String> {
+            prop_oneof![
+                4 => "[a-z]{0,6}",
+                2 => "\\PC{0,12}",
+                1 => vec(any::<char>(), 0..6).prop_map(|c| c.into_iter().collect()),
+                1 => select(vec![255usize, 256, 10_000]).prop_map(|n| "n".repeat(n)),
+                1 => Just(format!("{}a", "é".repeat(127))),
+                1 => Just("é".repeat(128)),
+                1 => select(vec!["c", "t", "e", "f", "a"]).prop_map(str::to_owned),
+            ]
+        }
+
+        fn key() -> impl Strategy<Value = String> {
+            let known: Vec<&str> = TOP_KEYS
+                .iter()
+                .chain(CONDITION_KEYS.iter())
+                .copied()
+                .collect();
+            prop_oneof![3 => select(known).prop_map(str::to_owned), 1 => string()]
+        }
+
+        /// Any JSON value, with spec keys likely in objects.
+        fn value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                number(),
+                string().prop_map(Value::String),
+            ];
+            leaf.prop_recursive(5, 64, 8, |inner| {
+                prop_oneof![
+                    vec(inner.clone(), 0..8).prop_map(Value::Array),
+                    vec((key(), inner), 0..8)
+                        .prop_map(|pairs| Value::Object(pairs.into_iter().collect::<Map<_, _>>())),
+                ]
+            })
+        }
+
+        /// A spec near the boundary of validity: a valid one with fields replaced by anything.
+        fn spec() -> impl Strategy<Value = Value> {
+            // Replacements: mostly scalars that are valid for some fields, else anything.
+            let replacement = || {
+                prop_oneof![
+                    2 => number(),
+                    2 => string().prop_map(Value::String),
+                    1 => Just(Value::Null),
+                    2 => value(),
+                ]
+            };
+            let top = vec((select(TOP_KEYS.to_vec()), replacement()), 0..4);
+            let cond = vec((select(CONDITION_KEYS.to_vec()), replacement()), 0..4);
+            (top, cond, any::<bool>()).prop_map(|(top, cond, names_ok)| {
+                let mut spec =
+                    serde_json::json!({"funcname": "f", "conditions": {"executortype": "t"}});
+                if names_ok {
+                    spec["conditions"]["executornames"] = serde_json::json!(["e"]);
+                }
+                for (k, v) in top {
+                    spec[k] = v;
+                }
+                if let Some(c) = spec.get_mut("conditions").and_then(Value::as_object_mut) {
+                    for (k, v) in cond {
+                        c.insert(k.to_owned(), v);
+                    }
+                }
+                spec
+            })
+        }
+
+        /// JSON text as written by hand: valid documents, deep ones, truncated and mangled ones.
+        fn text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                4 => spec().prop_map(|v| v.to_string()),
+                2 => value().prop_map(|v| v.to_string()),
+                1 => (select(vec![1usize, 127, 128, 129, 1000, 100_000]), select(vec!["[", "{\"a\":"]), select(vec!["label", "args", "kwargs", "conditions", "bogus"]))
+                    .prop_map(|(depth, open, key)| {
+                        let close = if open == "[" { "]" } else { "}" };
+                        format!(r#"{{"funcname":"f","conditions":{{"executortype":"t"}},"{key}":{}1{}}}"#,
+                            open.repeat(depth), close.repeat(depth))
+                    }),
+                1 => (spec().prop_map(|v| v.to_string()), any::<prop::sample::Index>())
+                    .prop_map(|(t, i)| {
+                        let cut = t.char_indices().map(|(i, _)| i).nth(i.index(t.chars().count().max(1))).unwrap_or(0);
+                        t[..cut].to_owned()
+                    }),
+                1 => any::<String>(),
+                1 => select(vec!["", "null", "[]", "{}", "1e400", "{\"funcname\":1e400}", "\"\\u0000\"",
+                    "{\"funcname\":\"f\",\"priority\":1e-400,\"conditions\":{\"executortype\":\"t\"}}",
+                    "{\"funcname\":\"f\",\"funcname\":\"g\",\"conditions\":{\"executortype\":\"t\"}}"])
+                    .prop_map(str::to_owned),
+            ]
+        }
+
+        fn name_ok(s: &str) -> bool {
+            !s.is_empty() && s.len() <= 255
+        }
+
+        /// What an accepted spec must satisfy (docs/sql-api.md, Processes).
+        fn in_range(spec: &Spec, in_workflow: bool) -> Result<(), String> {
+            let checks = [
+                ("funcname", name_ok(&spec.funcname)),
+                ("priority", (-50_000..=50_000).contains(&spec.priority)),
+                (
+                    "maxwaittime",
+                    spec.max_wait_time
+                        .is_none_or(|s| (1..=315_360_000).contains(&s)),
+                ),
+                (
+                    "maxexectime",
+                    spec.max_exec_time
+                        .is_none_or(|s| (1..=315_360_000).contains(&s)),
+                ),
+                ("maxretries", (-1..=1_000_000).contains(&spec.max_retries)),
+                ("label", spec.label.as_deref().is_none_or(name_ok)),
+                ("nodename", spec.nodename.as_deref().is_none_or(name_ok)),
+                ("executortype", name_ok(&spec.executor_type)),
+                (
+                    "executornames",
+                    spec.executor_names.as_ref().is_none_or(|n| {
+                        !n.is_empty() && n.len() <= 100 && n.iter().all(|s| name_ok(s))
+                    }),
+                ),
+                ("locationname", spec.location.as_deref().is_none_or(name_ok)),
+                (
+                    "preferredlocation",
+                    spec.preferred_location.as_deref().is_none_or(name_ok),
+                ),
+                (
+                    "localitywait",
+                    spec.locality_wait.is_none_or(|s| (0..=86_400).contains(&s)),
+                ),
+                (
+                    "dependencies",
+                    spec.dependencies.len() <= 1000
+                        && spec.dependencies.iter().all(|s| name_ok(s))
+                        && (in_workflow || spec.dependencies.is_empty()),
+                ),
+            ];
+            match checks.iter().find(|(_, ok)| !ok) {
+                Some((field, _)) => Err(format!("{field} out of range in {spec:?}")),
+                None => Ok(()),
+            }
+        }
+
+        #[test]
+        fn parse_never_panics_and_accepts_only_documented_ranges() {
+            run(
+                "parse",
+                2048,
+                (text(), any::<bool>()),
+                |(text, in_workflow)| {
+                    let parsed = Spec::parse(&text, "c", in_workflow);
+                    if let Ok(spec) = &parsed {
+                        prop_assert!(
+                            in_range(spec, in_workflow).is_ok(),
+                            "{:?}",
+                            in_range(spec, in_workflow)
+                        );
+                        // Only objects with documented keys are specs.
+                        // (serde's Value stops at 128 levels; deep args are fine for Spec::parse.)
+                        let value: Result<Value, _> = serde_json::from_str(&text);
+                        if let Ok(Value::Object(top)) = &value {
+                            prop_assert!(
+                                top.keys().all(|k| TOP_KEYS.contains(&k.as_str())),
+                                "unknown key accepted"
+                            );
+                        }
+                    }
+                    if let Err(message) = &parsed {
+                        prop_assert!(!message.is_empty(), "an empty error message");
+                        // Values are shortened in messages. (Unknown keys are not: a known
+                        // defect, see defect_unknown_keys_are_not_shortened_in_messages.)
+                        prop_assert!(
+                            message.len() < 2000 || message.starts_with("unknown key"),
+                            "an error message of {} bytes",
+                            message.len()
+                        );
+                    }
+                    Ok(())
+                },
+            );
+        }
+
+        #[test]
+        fn accepted_specs_keep_their_values() {
+            run("values", 1024, spec(), |value| {
+                let Ok(spec) = Spec::parse(&value.to_string(), "c", false) else {
+                    return Ok(());
+                };
+                prop_assert_eq!(Some(spec.funcname.as_str()), value["funcname"].as_str());
+                prop_assert_eq!(
+                    Some(spec.executor_type.as_str()),
+                    value["conditions"]["executortype"].as_str()
+                );
+                let priority = value
+                    .get("priority")
+                    .filter(|p| !p.is_null())
+                    .and_then(Value::as_f64);
+                prop_assert_eq!(f64::from(spec.priority), priority.unwrap_or(0.0));
+                Ok(())
+            });
+        }
+
+        /// A 10 KB unknown key makes a 10 KB error message (and, in submit(), up to 256 KiB):
+        /// values are shortened in messages, keys are not.
+        #[test]
+        #[ignore = "defect: unknown keys are not shortened in error messages"]
+        fn defect_unknown_keys_are_not_shortened_in_messages() {
+            for path in ["", "conditions"] {
+                let mut spec =
+                    serde_json::json!({"funcname": "f", "conditions": {"executortype": "t"}});
+                let key = "k".repeat(10_000);
+                match path {
+                    "" => spec[key.as_str()] = Value::from(1),
+                    _ => spec["conditions"][key.as_str()] = Value::from(1),
+                }
+                let message = Spec::parse(&spec.to_string(), "c", false).unwrap_err();
+                assert!(
+                    message.len() < 2000,
+                    "{} bytes: {}...",
+                    message.len(),
+                    &message[..80]
+                );
+            }
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! The extension over real connections: concurrency, NOTIFY delivery, deadlines, bad input and
 //! privileges — what `#[pg_test]` (one session, rolled back) cannot show.
 
+mod adversarial;
 mod assign;
 mod bad_input;
 mod idempotency;

@@ -145,6 +145,11 @@ BEGIN
     IF stale_after <= interval '0' OR retention <= interval '0' THEN
         RAISE EXCEPTION 'stale_after and retention must be positive' USING ERRCODE = '22023';
     END IF;
+    -- Bounded so that now() - retention (reap) and last_seen + stale_after stay timestamps:
+    -- one colony's setting must not break reap() for every colony of the database.
+    IF stale_after > interval '10 years' OR retention > interval '10 years' THEN
+        RAISE EXCEPTION 'stale_after and retention must be at most 10 years' USING ERRCODE = '22023';
+    END IF;
     UPDATE colony_assign.colonies c
     SET stale_after = coalesce(configure.stale_after, c.stale_after),
         retention = coalesce(configure.retention, c.retention)

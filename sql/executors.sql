@@ -100,6 +100,7 @@ AS $$
 DECLARE
     e colony_assign.executors;
 BEGIN
+    PERFORM colony_assign._check_name(colony, 'colony'), colony_assign._check_name(executor, 'executor');
     -- What an executor listens on is its own business (and the coordinator's).
     IF NOT colony_assign._may_see(colony) THEN
         RAISE EXCEPTION 'unknown colony %', to_jsonb(colony)::text USING ERRCODE = 'P0002';
@@ -116,6 +117,7 @@ SET plan_cache_mode = force_generic_plan
 SET jit = off
 AS $$
 BEGIN
+    PERFORM colony_assign._check_name(colony, 'colony'), colony_assign._check_name(executor, 'executor');
     -- Only as the executor this session may act as (src/identity.rs), before anything is
     -- revealed about it.
     PERFORM colony_assign._acting_as(colony, executor,

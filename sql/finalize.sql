@@ -120,17 +120,17 @@ COMMENT ON FUNCTION colony_assign.submit_workflow(text, jsonb) IS
 COMMENT ON FUNCTION colony_assign.workflow(bigint) IS
     'A workflow as JSON: its state and every node with process id, state and edges. Errors: P0002 unknown workflow.';
 COMMENT ON FUNCTION colony_assign.heartbeat(text, text) IS
-    'Keeps a busy executor alive (every executor call does too). Errors: P0002 unknown colony or executor.';
+    'Keeps a busy executor alive (every executor call does too). Errors: 22004 NULL name, P0002 unknown colony or executor, 42501 not the logged-in executor.';
 COMMENT ON FUNCTION colony_assign.log(bigint, text, text, text) IS
     'Appends a progress message to a RUNNING process; only its assigned executor may. Errors: 22004 NULL message, 54000 over 16 KiB, and those of close().';
 COMMENT ON FUNCTION colony_assign.logs(bigint) IS
     'A process''s log messages, oldest first. Errors: P0002 unknown process.';
 COMMENT ON FUNCTION colony_assign.configure(text, interval, interval) IS
-    'Sets a colony''s stale_after (executor liveness) and retention (finished processes); NULL keeps a value. Errors: P0002 unknown colony, 22023 not positive.';
+    'Sets a colony''s stale_after (executor liveness) and retention (finished processes); NULL keeps a value. Errors: P0002 unknown colony, 22023 not positive or over 10 years.';
 COMMENT ON FUNCTION colony_assign.worker_active() IS
     'Whether the background reaper runs in this database.';
 COMMENT ON FUNCTION colony_assign.channels(text, text) IS
-    'The channels an executor LISTENs on: its location key, its type''s broadcast key and its name key. Errors: P0002 unknown colony or executor.';
+    'The channels an executor LISTENs on: its location key, its type''s broadcast key and its name key. Errors: 22004 NULL name, P0002 unknown colony or executor.';
 COMMENT ON FUNCTION colony_assign.channel(text, text, text) IS
     'The notification channel of (colony, executor type, location); NULL or empty location = the broadcast channel. At most 63 bytes, safe for any input.';
 COMMENT ON FUNCTION colony_assign.process(bigint) IS

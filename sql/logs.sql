@@ -15,6 +15,7 @@ AS $$
 DECLARE
     process_colony text;
 BEGIN
+    PERFORM colony_assign._check_name(executor, 'executor');
     -- Only as the executor this session may act as (src/identity.rs); within its colony.
     IF NOT colony_assign._trusted() THEN
         colony := coalesce(log.colony, colony_assign._session_colony());

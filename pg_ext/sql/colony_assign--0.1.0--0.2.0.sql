@@ -181,8 +181,8 @@ RETURN 262144;
 -- pg_ext/src/identity.rs:156
 -- colony_assign::identity::_acting_as
 CREATE  FUNCTION "_acting_as"(
-	"colony" TEXT, /* & str */
-	"executor" TEXT, /* & str */
+	"colony" TEXT, /* Option < & str > */
+	"executor" TEXT, /* Option < & str > */
 	"token_hash" bytea /* Option < & [u8] > */
 ) RETURNS void
 VOLATILE PARALLEL UNSAFE
@@ -225,7 +225,7 @@ LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', '_may_see_wrapper';
 /* </end connected objects> */
 /* <begin connected objects> */
--- pg_ext/src/identity.rs:180
+-- pg_ext/src/identity.rs:183
 -- colony_assign::identity::_session_colony
 CREATE  FUNCTION "_session_colony"() RETURNS TEXT /* Option < String > */
 STRICT VOLATILE PARALLEL UNSAFE
@@ -244,7 +244,7 @@ LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', '_strict_lock_wrapper';
 /* </end connected objects> */
 /* <begin connected objects> */
--- pg_ext/src/identity.rs:172
+-- pg_ext/src/identity.rs:175
 -- colony_assign::identity::_trusted
 CREATE  FUNCTION "_trusted"() RETURNS bool /* bool */
 STRICT VOLATILE PARALLEL UNSAFE
@@ -456,6 +456,731 @@ CREATE FUNCTION colony_assign.close_many(executor text, closes jsonb, colony tex
 RETURNS TABLE (process_id bigint, closed boolean, error text)
 LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER ROWS 100
 AS 'MODULE_PATHNAME', 'colony_assign_close_many';
+/* </end connected objects> */
+/* <begin connected objects> */
+-- pg_ext/src/lib.rs:59
+-- requires:
+--   processes
+
+-- Colonies: add, remove, pause/resume, strict mode, statistics.
+--
+-- Every public function is SECURITY DEFINER with a pinned search_path and schema-qualified
+-- references, so a caller's search_path (say, a shadowing public.processes) cannot redirect it.
+
+--------------------------------------------------------------------------------
+-- Internal helpers
+--------------------------------------------------------------------------------
+
+-- Raises P0002 when the colony does not exist; returns its row otherwise.
+CREATE FUNCTION colony_assign._colony(colony text) RETURNS colony_assign.colonies
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    found_colony colony_assign.colonies;
+BEGIN
+    PERFORM colony_assign._check_name(colony, 'colony');
+    SELECT * INTO found_colony FROM colony_assign.colonies c WHERE c.name = colony;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown colony %', to_jsonb(colony)::text USING ERRCODE = 'P0002';
+    END IF;
+    RETURN found_colony;
+END
+$$;
+
+-- Notifies every key that has assignable waiting work in the colony (resume, and anything
+-- else that may have left waiters asleep). Returns how many processes that covers.
+CREATE FUNCTION colony_assign._wake_colony(colony text) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    total bigint := 0;
+    key record;
+BEGIN
+    FOR key IN
+        -- A process still waiting for its preferred location is announced on that location's key.
+        SELECT p.executor_type,
+               coalesce(p.location, CASE WHEN p.locality_until IS NOT NULL THEN p.preferred_location END) AS location,
+               p.executor_names, count(*) AS n
+        FROM colony_assign.processes p
+        WHERE p.colony = _wake_colony.colony AND p.state = 0 AND p.pending_parents = 0
+        GROUP BY 1, 2, 3
+    LOOP
+        PERFORM colony_assign._wake_group(colony, key.executor_type, key.location, key.executor_names, key.n);
+        total := total + key.n;
+    END LOOP;
+    RETURN total;
+END
+$$;
+
+-- True when this session may see the colony; raises P0002 (as for an unknown colony) when it
+-- may not, and 42501 when it has not logged in (src/identity.rs).
+CREATE FUNCTION colony_assign._visible_colony(colony text) RETURNS boolean
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    IF NOT colony_assign._may_see(colony) THEN
+        RAISE EXCEPTION 'unknown colony %', to_jsonb(colony)::text USING ERRCODE = 'P0002';
+    END IF;
+    RETURN true;
+END
+$$;
+
+--------------------------------------------------------------------------------
+-- Public functions
+--------------------------------------------------------------------------------
+
+CREATE FUNCTION colony_assign.add_colony(name text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM colony_assign._check_name(name, 'colony');
+    INSERT INTO colony_assign.colonies (name) VALUES (add_colony.name)
+    ON CONFLICT ON CONSTRAINT colonies_pkey DO NOTHING;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'colony % already exists', to_jsonb(name)::text USING ERRCODE = '23505';
+    END IF;
+END
+$$;
+
+CREATE FUNCTION colony_assign.remove_colony(name text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM colony_assign._check_name(name, 'colony');
+    DELETE FROM colony_assign.colonies c WHERE c.name = remove_colony.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown colony %', to_jsonb(name)::text USING ERRCODE = 'P0002';
+    END IF;
+    DELETE FROM colony_assign.executors e WHERE e.colony = remove_colony.name;
+    DELETE FROM colony_assign.processes p WHERE p.colony = remove_colony.name;
+    DELETE FROM colony_assign.idempotency_keys k WHERE k.colony = remove_colony.name;
+    -- Coordinators drop cached tokens of this colony and answer its parked long-polls.
+    PERFORM pg_notify('ca_control', jsonb_build_object('event', 'colony_removed', 'colony', name)::text);
+END
+$$;
+
+CREATE FUNCTION colony_assign.pause(colony text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM colony_assign._colony(colony);
+    UPDATE colony_assign.colonies c SET paused = true WHERE c.name = pause.colony;
+END
+$$;
+
+CREATE FUNCTION colony_assign.resume(colony text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM colony_assign._colony(colony);
+    UPDATE colony_assign.colonies c SET paused = false WHERE c.name = resume.colony AND c.paused;
+    -- Waiters parked on any coordinator replica (or SQL-direct) wake through their own keys,
+    -- unlike ColonyOS where only the replica that served the resume call wakes its waiters.
+    IF FOUND THEN
+        PERFORM colony_assign._wake_colony(colony);
+    END IF;
+END
+$$;
+
+CREATE FUNCTION colony_assign.set_strict(colony text, strict boolean) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM colony_assign._colony(colony);
+    IF strict IS NULL THEN
+        RAISE EXCEPTION 'strict must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    UPDATE colony_assign.colonies c SET strict = set_strict.strict WHERE c.name = set_strict.colony;
+END
+$$;
+
+CREATE FUNCTION colony_assign.configure(colony text, stale_after interval DEFAULT NULL,
+                                        retention interval DEFAULT NULL) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM colony_assign._colony(colony);
+    IF stale_after <= interval '0' OR retention <= interval '0' THEN
+        RAISE EXCEPTION 'stale_after and retention must be positive' USING ERRCODE = '22023';
+    END IF;
+    -- Bounded so that now() - retention (reap) and last_seen + stale_after stay timestamps:
+    -- one colony's setting must not break reap() for every colony of the database.
+    IF stale_after > interval '10 years' OR retention > interval '10 years' THEN
+        RAISE EXCEPTION 'stale_after and retention must be at most 10 years' USING ERRCODE = '22023';
+    END IF;
+    UPDATE colony_assign.colonies c
+    SET stale_after = coalesce(configure.stale_after, c.stale_after),
+        retention = coalesce(configure.retention, c.retention)
+    WHERE c.name = configure.colony;
+END
+$$;
+
+-- Each count is written so that a partial index answers it: stats() must not scan the whole
+-- processes table of a busy colony.
+CREATE FUNCTION colony_assign.stats(colony text,
+    OUT paused boolean, OUT strict boolean, OUT executors bigint,
+    OUT waiting bigint, OUT blocked bigint, OUT running bigint,
+    OUT succeeded bigint, OUT failed bigint, OUT cancelled bigint)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT c.paused, c.strict,
+           (SELECT count(*) FROM colony_assign.executors e WHERE e.colony = c.name),
+           (SELECT count(*) FROM colony_assign.processes p
+             WHERE p.colony = c.name AND p.state = 0 AND p.pending_parents = 0 AND p.executor_names IS NULL)
+         + (SELECT count(*) FROM colony_assign.processes p
+             WHERE p.colony = c.name AND p.state = 0 AND p.pending_parents = 0 AND p.executor_names IS NOT NULL),
+           (SELECT count(*) FROM colony_assign.processes p
+             WHERE p.workflow_id IS NOT NULL AND p.colony = c.name AND p.state = 0 AND p.pending_parents > 0),
+           (SELECT count(*) FROM colony_assign.processes p WHERE p.colony = c.name AND p.state = 1 AND p.started_at IS NOT NULL),
+           finished.succeeded, finished.failed, finished.cancelled
+    FROM colony_assign._colony(stats.colony) AS c
+    CROSS JOIN LATERAL (
+        SELECT count(*) FILTER (WHERE p.state = 2) AS succeeded,
+               count(*) FILTER (WHERE p.state = 3) AS failed,
+               count(*) FILTER (WHERE p.state = 4) AS cancelled
+        FROM colony_assign.processes p WHERE p.colony = c.name AND p.state >= 2
+    ) AS finished
+    -- Another colony's stats look like an unknown colony's (src/identity.rs).
+    WHERE colony_assign._visible_colony(c.name);
+END;
+/* </end connected objects> */
+/* <begin connected objects> */
+-- pg_ext/src/lib.rs:60
+-- requires:
+--   colonies
+--   channel::_executor_channels
+
+-- Executors: registration with a bearer token, removal, and the channels to LISTEN on.
+
+-- Raises P0002 when the executor is not registered in the colony; returns its row otherwise.
+CREATE FUNCTION colony_assign._executor(colony text, executor text) RETURNS colony_assign.executors
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    found_executor colony_assign.executors;
+BEGIN
+    PERFORM colony_assign._colony(colony);
+    PERFORM colony_assign._check_name(executor, 'executor');
+    SELECT * INTO found_executor FROM colony_assign.executors e
+        WHERE e.colony = _executor.colony AND e.name = _executor.executor;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown executor % in colony %', to_jsonb(executor)::text, to_jsonb(colony)::text
+            USING ERRCODE = 'P0002';
+    END IF;
+    RETURN found_executor;
+END
+$$;
+
+-- Puts an executor's RUNNING processes (all, or only `only_ids`) back to WAITING and notifies
+-- their keys. No retry is counted: the process did not time out, its executor went away or
+-- never received it. Returns how many went back.
+CREATE FUNCTION colony_assign._requeue_running(colony text, executor text, only_ids bigint[] DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    requeued bigint;
+BEGIN
+    WITH back AS (
+        UPDATE colony_assign.processes p
+        -- A requeued process may run anywhere: its wait for a preferred location was once.
+        SET state = 0, assigned_executor = NULL, started_at = NULL, exec_deadline = NULL,
+            wait_deadline = now() + p.max_wait_time * interval '1 second', locality_until = NULL
+        WHERE p.colony = _requeue_running.colony AND p.assigned_executor = _requeue_running.executor
+          AND p.state = 1 AND p.started_at IS NOT NULL -- (processes_running_idx)
+          AND (only_ids IS NULL OR p.id = ANY (only_ids))
+        RETURNING p.executor_type, p.location, p.executor_names
+    ), keys AS (
+        SELECT b.executor_type, b.location, b.executor_names, count(*) AS n
+        FROM back b GROUP BY b.executor_type, b.location, b.executor_names
+    )
+    SELECT coalesce(sum(k.n), 0) INTO requeued FROM keys k
+    WHERE colony_assign._wake_group(colony, k.executor_type, k.location, k.executor_names, k.n) >= 0;
+    RETURN requeued;
+END
+$$;
+
+CREATE FUNCTION colony_assign.add_executor(colony text, name text, executor_type text,
+                                           location text DEFAULT NULL) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    -- 244 random bits from the server's strong RNG (gen_random_uuid is built in since PG 13);
+    -- the prefix lets secret scanners recognise a leaked token.
+    token text := 'cat_' || replace(gen_random_uuid()::text, '-', '') || replace(gen_random_uuid()::text, '-', '');
+BEGIN
+    PERFORM colony_assign._colony(colony);
+    PERFORM colony_assign._check_name(name, 'executor');
+    PERFORM colony_assign._check_name(executor_type, 'executor_type');
+    -- '' means "no location", as an empty conditions.locationname does.
+    IF location = '' THEN
+        location := NULL;
+    END IF;
+    IF location IS NOT NULL THEN
+        PERFORM colony_assign._check_name(location, 'location');
+    END IF;
+    INSERT INTO colony_assign.executors (colony, name, executor_type, location, token_hash)
+    VALUES (colony, name, executor_type, location, sha256(convert_to(token, 'UTF8')))
+    ON CONFLICT ON CONSTRAINT executors_pkey DO NOTHING;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'executor % already exists in colony %', to_jsonb(name)::text, to_jsonb(colony)::text
+            USING ERRCODE = '23505';
+    END IF;
+    RETURN token;
+END
+$$;
+
+CREATE FUNCTION colony_assign.remove_executor(colony text, name text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM colony_assign._executor(colony, name);
+    DELETE FROM colony_assign.executors e WHERE e.colony = remove_executor.colony AND e.name = remove_executor.name;
+    PERFORM colony_assign._requeue_running(colony, name);
+    -- Coordinators drop the cached token and answer the executor's parked long-polls.
+    PERFORM pg_notify('ca_control',
+        jsonb_build_object('event', 'executor_removed', 'colony', colony, 'executor', name)::text);
+END
+$$;
+
+CREATE FUNCTION colony_assign.channels(colony text, executor text) RETURNS SETOF text
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    e colony_assign.executors;
+BEGIN
+    PERFORM colony_assign._check_name(colony, 'colony'), colony_assign._check_name(executor, 'executor');
+    -- What an executor listens on is its own business (and the coordinator's).
+    IF NOT colony_assign._may_see(colony) THEN
+        RAISE EXCEPTION 'unknown colony %', to_jsonb(colony)::text USING ERRCODE = 'P0002';
+    END IF;
+    e := colony_assign._executor(colony, executor);
+    RETURN QUERY SELECT unnest(colony_assign._executor_channels(e.colony, e.executor_type, e.location, e.name));
+END
+$$;
+
+CREATE FUNCTION colony_assign.heartbeat(colony text, executor text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+SET jit = off
+AS $$
+BEGIN
+    PERFORM colony_assign._check_name(colony, 'colony'), colony_assign._check_name(executor, 'executor');
+    -- Only as the executor this session may act as (src/identity.rs), before anything is
+    -- revealed about it.
+    PERFORM colony_assign._acting_as(colony, executor,
+        (SELECT e.token_hash FROM colony_assign.executors e
+         WHERE e.colony = heartbeat.colony AND e.name = heartbeat.executor));
+    PERFORM colony_assign._executor(colony, executor);
+    UPDATE colony_assign.executors e SET last_seen = now(), stale_since = NULL
+    WHERE e.colony = heartbeat.colony AND e.name = heartbeat.executor;
+END
+$$;
+/* </end connected objects> */
+/* <begin connected objects> */
+-- pg_ext/src/lib.rs:71
+-- requires:
+--   executors
+--   identity::_trusted
+--   identity::_session_colony
+--   identity::_acting_as
+
+-- Logs: progress messages an executor writes while it runs a process.
+
+-- Largest log message accepted, in bytes. Over it: SQLSTATE 54000.
+CREATE FUNCTION colony_assign._max_log_bytes() RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN 16384;
+
+CREATE FUNCTION colony_assign.log(process_id bigint, executor text, message text, colony text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+SET jit = off
+AS $$
+DECLARE
+    process_colony text;
+BEGIN
+    PERFORM colony_assign._check_name(executor, 'executor');
+    -- Only as the executor this session may act as (src/identity.rs); within its colony.
+    IF NOT colony_assign._trusted() THEN
+        colony := coalesce(log.colony, colony_assign._session_colony());
+        PERFORM colony_assign._acting_as(colony, executor,
+            (SELECT e.token_hash FROM colony_assign.executors e WHERE e.colony = log.colony AND e.name = log.executor));
+    END IF;
+    IF message IS NULL THEN
+        RAISE EXCEPTION 'message must not be NULL' USING ERRCODE = '22004';
+    ELSIF octet_length(message) > colony_assign._max_log_bytes() THEN
+        RAISE EXCEPTION 'message is % bytes, at most %', octet_length(message), colony_assign._max_log_bytes()
+            USING ERRCODE = '54000';
+    END IF;
+    SELECT p.colony INTO process_colony FROM colony_assign.processes p
+    WHERE p.id = process_id AND p.state = 1 AND p.assigned_executor = executor
+      AND (log.colony IS NULL OR p.colony = log.colony);
+    IF NOT FOUND THEN
+        PERFORM colony_assign._explain_not_running(process_id, executor, colony);
+    END IF;
+    INSERT INTO colony_assign.logs (process_id, executor, message) VALUES (process_id, executor, message);
+    PERFORM colony_assign._touch(process_colony, executor);
+END
+$$;
+
+CREATE FUNCTION colony_assign.logs(process_id bigint)
+RETURNS TABLE (logged_at timestamptz, executor text, message text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    process_colony text;
+BEGIN
+    SELECT p.colony INTO process_colony FROM colony_assign.processes p WHERE p.id = logs.process_id;
+    -- Another colony's process looks exactly like none (src/identity.rs).
+    IF NOT FOUND OR NOT colony_assign._may_see(process_colony) THEN
+        RAISE EXCEPTION 'unknown process %', logs.process_id USING ERRCODE = 'P0002';
+    END IF;
+    RETURN QUERY SELECT l.logged_at, l.executor, l.message FROM colony_assign.logs l
+        WHERE l.process_id = logs.process_id ORDER BY l.id;
+END
+$$;
+/* </end connected objects> */
+/* <begin connected objects> */
+-- pg_ext/src/lib.rs:66
+-- requires:
+--   executors
+
+-- Functions for the HTTP coordinator (granted to colony_assign_coordinator): authenticating
+-- bearer tokens, giving back claims that never reached their executor, and the catch-up check
+-- that bounds how long a lost notification can delay a parked executor.
+
+-- The executor a bearer token belongs to; no row for an unknown token. Only the SHA-256 of a
+-- token is stored, so the lookup hashes the presented token the same way.
+CREATE FUNCTION colony_assign.authenticate(token text,
+    OUT colony text, OUT executor text, OUT executor_type text, OUT location text)
+RETURNS SETOF record
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY
+    SELECT e.colony, e.name, e.executor_type, e.location
+    FROM colony_assign.executors e
+    WHERE e.token_hash = sha256(convert_to(authenticate.token, 'UTF8'));
+END
+$$;
+
+-- Puts processes claimed by `executor` back to WAITING (no retry counted) and notifies their
+-- keys: for a long-poll whose response could not be delivered. Returns how many went back.
+CREATE FUNCTION colony_assign.release(colony text, executor text, process_ids bigint[]) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+SET jit = off
+AS $$
+BEGIN
+    RETURN colony_assign._requeue_running(colony, executor, coalesce(process_ids, '{}'));
+END
+$$;
+
+-- Catch-up: for each key (parallel arrays, one entry per key), how many processes are
+-- assignable right now, capped at `cap` (callers only need min(waiting, parked waiters)).
+-- executors[i] NULL: the untargeted key of (colonies[i], executor_types[i], locations[i]),
+-- a NULL location being the broadcast key; a location's key also counts the processes still
+-- waiting for it as their preferred location. executors[i] set: that executor's name key, with
+-- locations[i] its location. Paused colonies have nothing assignable.
+CREATE FUNCTION colony_assign.backlog(colonies text[], executor_types text[], locations text[],
+                                      executors text[], cap integer DEFAULT 1000)
+RETURNS TABLE (key_index integer, waiting integer)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+SET jit = off
+BEGIN ATOMIC
+    SELECT k.i::integer, counted.n::integer
+    FROM unnest(backlog.colonies, backlog.executor_types, backlog.locations, backlog.executors)
+         WITH ORDINALITY AS k(colony, executor_type, location, executor, i)
+    JOIN colony_assign.colonies c ON c.name = k.colony AND NOT c.paused
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS n FROM (
+            SELECT 1 FROM colony_assign.processes p
+            WHERE k.executor IS NULL AND k.location IS NOT NULL
+              AND p.state = 0 AND p.pending_parents = 0 AND p.executor_names IS NULL
+              AND p.colony = k.colony AND p.executor_type = k.executor_type AND p.location = k.location
+            UNION ALL
+            SELECT 1 FROM colony_assign.processes p
+            WHERE k.executor IS NULL AND k.location IS NOT NULL
+              AND p.state = 0 AND p.pending_parents = 0 AND p.executor_names IS NULL
+              AND p.colony = k.colony AND p.executor_type = k.executor_type AND p.location IS NULL
+              AND p.locality_until IS NOT NULL AND p.preferred_location = k.location
+            UNION ALL
+            SELECT 1 FROM colony_assign.processes p
+            WHERE k.executor IS NULL AND k.location IS NULL
+              AND p.state = 0 AND p.pending_parents = 0 AND p.executor_names IS NULL
+              AND p.colony = k.colony AND p.executor_type = k.executor_type AND p.location IS NULL
+              AND p.locality_until IS NULL
+            UNION ALL
+            SELECT 1 FROM colony_assign.processes p
+            WHERE k.executor IS NOT NULL
+              AND p.state = 0 AND p.pending_parents = 0 AND p.executor_names IS NOT NULL
+              AND p.executor_names @> ARRAY[k.executor]
+              AND p.colony = k.colony AND p.executor_type = k.executor_type
+              AND (p.location IS NULL OR p.location = k.location)
+            LIMIT backlog.cap
+        ) AS assignable
+    ) AS counted
+    WHERE counted.n > 0;
+END;
+
+-- Whether this database's background worker (relay and reaper) is running; coordinators reap
+-- themselves when it is not.
+CREATE FUNCTION colony_assign.worker_active() RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT EXISTS (SELECT FROM pg_stat_activity a
+                   WHERE a.backend_type = 'colony_assign worker' AND a.datname = current_database());
+END;
+
+-- Coalesced calls: a replica that has several long-polls wanting work, or several close
+-- requests, at the same moment sends them as one call (one round trip, one commit). Each
+-- request is served as the single call would serve it, in array order, and reports its own
+-- failure (SQLSTATE and message, as the single call would raise them) without sinking the
+-- others. In strict colonies one batch holds the (colony, type) lock once for all its claims.
+CREATE FUNCTION colony_assign.assign_batch(colonies text[], executors text[], max_counts integer[])
+RETURNS TABLE (request integer, process colony_assign.process, sqlstate text, message text)
+LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER ROWS 10
+AS 'MODULE_PATHNAME', 'colony_assign_assign_batch';
+
+CREATE FUNCTION colony_assign.close_batch(process_ids bigint[], executors text[], outputs jsonb[],
+                                          colonies text[])
+RETURNS TABLE (request integer, sqlstate text, message text)
+LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER ROWS 10
+AS 'MODULE_PATHNAME', 'colony_assign_close_batch';
+/* </end connected objects> */
+/* <begin connected objects> */
+-- pg_ext/src/lib.rs:64
+-- requires:
+--   processes
+
+-- assign(): what ColonyOS does in four database operations (mark the executor alive, honour a
+-- paused colony, select, update), done in one call.
+--
+-- A C function of the extension (src/claim.rs): it walks the partial indexes of the queue
+-- ranges the executor can take from (its location's, its type's location-less range, and
+-- name-targeted work that lists it) in queue order, locks each row it takes FOR NO KEY UPDATE
+-- SKIP LOCKED, re-checks it and marks it RUNNING with its deadline. Strict colonies serialize
+-- claims per (colony, executor type) (src/strict.rs); distributed ones start at this session's
+-- scan cursors (src/cursor.rs).
+CREATE FUNCTION colony_assign.assign(colony text, executor text, max_count integer DEFAULT 1)
+RETURNS SETOF colony_assign.process
+LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER ROWS 1
+AS 'MODULE_PATHNAME', 'colony_assign_assign';
+/* </end connected objects> */
+/* <begin connected objects> */
+-- pg_ext/src/lib.rs:65
+-- requires:
+--   processes
+
+-- reap(): deadlines, stale executors and retention. Safe to run from any number of sessions at
+-- once: candidate rows are locked with SKIP LOCKED (each is handled by exactly one reaper) and
+-- every UPDATE re-checks the state it expects (compare-and-set against close/fail/cancel).
+
+-- How many rows one reap() pass handles per kind of work, so a huge backlog is worked off in
+-- short transactions (`more` tells the caller to come back at once).
+CREATE FUNCTION colony_assign._reap_batch() RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN 10000;
+
+-- Local-first placement: processes whose wait for their preferred location is over join the
+-- anywhere range (every executor of their type may take them now) and are announced on their
+-- type's broadcast key, in the same transaction. Returns how many. Compare-and-set under SKIP
+-- LOCKED, so the worker and any number of reapers may run it together.
+CREATE FUNCTION colony_assign._release_local() RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    released bigint;
+BEGIN
+    WITH due AS (
+        SELECT p.id
+        FROM colony_assign.processes p
+        WHERE p.state = 0 AND p.locality_until <= clock_timestamp()
+        ORDER BY p.locality_until
+        LIMIT colony_assign._reap_batch()
+        FOR NO KEY UPDATE SKIP LOCKED
+    ), moved AS (
+        UPDATE colony_assign.processes p SET locality_until = NULL
+        FROM due
+        WHERE p.id = due.id AND p.state = 0 AND p.locality_until IS NOT NULL
+        RETURNING p.colony, p.executor_type
+    ), keys AS (
+        SELECT m.colony, m.executor_type, count(*) AS n FROM moved m GROUP BY m.colony, m.executor_type
+    )
+    SELECT coalesce(sum(k.n), 0) INTO released FROM keys k
+    WHERE colony_assign._wake_group(k.colony, k.executor_type, NULL, NULL, k.n) >= 0;
+    RETURN released;
+END
+$$;
+
+-- When the next preferred-location wait ends (NULL: none); the worker sleeps until then.
+CREATE FUNCTION colony_assign._next_release() RETURNS timestamptz
+LANGUAGE sql STABLE
+RETURN (SELECT min(p.locality_until) FROM colony_assign.processes p
+        WHERE p.state = 0 AND p.locality_until IS NOT NULL);
+
+CREATE FUNCTION colony_assign.reap(OUT requeued bigint, OUT failed bigint, OUT stale_executors bigint,
+                                   OUT deleted bigint, OUT more boolean)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+SET jit = off
+AS $$
+DECLARE
+    batch constant integer := colony_assign._reap_batch();
+    wait_failed bigint;
+    stale_requeued bigint;
+    ended_parents bigint[];
+    channels integer;
+BEGIN
+    -- Preferred-location waits that are over (the background worker also runs this at the
+    -- moment they end; this catches up where there is no worker).
+    PERFORM colony_assign._release_local();
+
+    -- RUNNING past maxexectime: back to WAITING with one more retry, or FAILED once maxretries
+    -- is used up (-1 = retry forever). ColonyOS semantics: maxretries 0 fails on the first timeout.
+    WITH overdue AS (
+        SELECT p.id
+        FROM colony_assign.processes p
+        WHERE p.state = 1 AND p.exec_deadline < now()
+        ORDER BY p.exec_deadline
+        LIMIT batch
+        FOR NO KEY UPDATE SKIP LOCKED
+    ), handled AS (
+        UPDATE colony_assign.processes p
+        SET state = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries THEN 0 ELSE 3 END,
+            retries = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries
+                           THEN p.retries + 1 ELSE p.retries END,
+            assigned_executor = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries
+                                     THEN NULL ELSE p.assigned_executor END,
+            started_at = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries
+                              THEN NULL ELSE p.started_at END,
+            ended_at = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries THEN NULL ELSE now() END,
+            errors = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries THEN p.errors
+                          ELSE array_append(coalesce(p.errors, '{}'),
+                                            format('maximum execution time of %s s exceeded', p.max_exec_time)) END,
+            wait_deadline = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries
+                                 THEN now() + p.max_wait_time * interval '1 second' ELSE p.wait_deadline END,
+            exec_deadline = NULL,
+            -- A requeued process may run anywhere: its wait for a preferred location was once.
+            locality_until = NULL
+        FROM overdue
+        WHERE p.id = overdue.id AND p.state = 1
+        RETURNING p.id, p.state, p.colony, p.executor_type, p.location, p.executor_names, p.children
+    ), keys AS (
+        SELECT h.colony, h.executor_type, h.location, h.executor_names, count(*) AS n
+        FROM handled h WHERE h.state = 0
+        GROUP BY h.colony, h.executor_type, h.location, h.executor_names
+    )
+    SELECT (SELECT count(*) FROM handled h WHERE h.state = 0),
+           (SELECT count(*) FROM handled h WHERE h.state = 3),
+           (SELECT array_agg(h.id) FROM handled h WHERE h.state = 3 AND h.children IS NOT NULL),
+           (SELECT sum(colony_assign._wake_group(k.colony, k.executor_type, k.location, k.executor_names, k.n))
+            FROM keys k)
+    INTO requeued, failed, ended_parents, channels;
+    more := requeued + failed >= batch;
+    IF ended_parents IS NOT NULL THEN
+        PERFORM colony_assign._end_descendants(ended_parents, 3);
+    END IF;
+
+    -- WAITING past maxwaittime: FAILED, and so are its workflow descendants.
+    WITH overdue AS (
+        SELECT p.id
+        FROM colony_assign.processes p
+        WHERE p.state = 0 AND p.wait_deadline < now()
+        ORDER BY p.wait_deadline
+        LIMIT batch
+        FOR NO KEY UPDATE SKIP LOCKED
+    ), handled AS (
+        UPDATE colony_assign.processes p
+        SET state = 3, ended_at = now(),
+            errors = array_append(coalesce(p.errors, '{}'),
+                                  format('maximum waiting time of %s s exceeded', p.max_wait_time))
+        FROM overdue
+        WHERE p.id = overdue.id AND p.state = 0
+        RETURNING p.id, p.children
+    )
+    SELECT count(*), array_agg(h.id) FILTER (WHERE h.children IS NOT NULL)
+    INTO wait_failed, ended_parents FROM handled h;
+    failed := failed + wait_failed;
+    more := more OR wait_failed >= batch;
+    IF ended_parents IS NOT NULL THEN
+        PERFORM colony_assign._end_descendants(ended_parents, 3);
+    END IF;
+
+    -- Executors silent past their colony's stale_after: marked stale (once: the UPDATE re-checks
+    -- stale_since under its row lock) and their RUNNING processes requeued and notified. An
+    -- executor that heartbeats is never stale, however long its process runs.
+    WITH gone AS (
+        UPDATE colony_assign.executors e
+        SET stale_since = now()
+        FROM colony_assign.colonies c
+        WHERE c.name = e.colony AND e.stale_since IS NULL AND e.last_seen < now() - c.stale_after
+        RETURNING e.colony, e.name
+    )
+    SELECT count(*), coalesce(sum(colony_assign._requeue_running(g.colony, g.name)), 0)
+    INTO stale_executors, stale_requeued FROM gone g;
+    requeued := requeued + stale_requeued;
+
+    -- Retention: finished processes older than their colony's retention, in one bounded batch.
+    -- A workflow's members go only once the whole workflow has finished, so a finished parent
+    -- is still there when a sibling branch needs it.
+    WITH doomed AS (
+        -- Per colony, a range scan of processes_finished_idx below the cutoff: nothing to read
+        -- when nothing is old enough. The workflow check is a correlated scalar subquery on
+        -- purpose: as NOT EXISTS the planner hashes every unfinished process, every pass.
+        SELECT old.id
+        FROM colony_assign.colonies c
+        CROSS JOIN LATERAL (
+            SELECT p.id, p.workflow_id
+            FROM colony_assign.processes p
+            WHERE p.colony = c.name AND p.state >= 2 AND p.ended_at < now() - c.retention
+            ORDER BY p.ended_at
+            LIMIT batch
+            FOR UPDATE OF p SKIP LOCKED
+        ) AS old
+        WHERE old.workflow_id IS NULL
+           OR (SELECT 1 FROM colony_assign.processes q
+               WHERE q.workflow_id = old.workflow_id AND q.state < 2 LIMIT 1) IS NULL
+        LIMIT batch
+    ), gone AS (
+        DELETE FROM colony_assign.processes p USING doomed d WHERE p.id = d.id AND p.state >= 2
+        RETURNING p.id, p.workflow_id
+    ), emptied AS (
+        DELETE FROM colony_assign.workflows w
+        WHERE w.id IN (SELECT g.workflow_id FROM gone g)
+          AND NOT EXISTS (SELECT FROM colony_assign.processes q
+                          WHERE q.workflow_id = w.id AND q.id NOT IN (SELECT g.id FROM gone g))
+    )
+    SELECT count(*) INTO deleted FROM gone;
+    more := more OR deleted >= batch;
+
+    -- Idempotency keys older than their colony's retention (a retry that late finds none).
+    DELETE FROM colony_assign.idempotency_keys k
+    USING colony_assign.colonies c
+    WHERE c.name = k.colony AND k.created_at < now() - c.retention;
+END
+$$;
 /* </end connected objects> */
 /* <begin connected objects> */
 -- pg_ext/src/lib.rs:67
@@ -685,723 +1410,6 @@ END
 $$;
 /* </end connected objects> */
 /* <begin connected objects> */
--- pg_ext/src/lib.rs:65
--- requires:
---   processes
-
--- reap(): deadlines, stale executors and retention. Safe to run from any number of sessions at
--- once: candidate rows are locked with SKIP LOCKED (each is handled by exactly one reaper) and
--- every UPDATE re-checks the state it expects (compare-and-set against close/fail/cancel).
-
--- How many rows one reap() pass handles per kind of work, so a huge backlog is worked off in
--- short transactions (`more` tells the caller to come back at once).
-CREATE FUNCTION colony_assign._reap_batch() RETURNS integer
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN 10000;
-
--- Local-first placement: processes whose wait for their preferred location is over join the
--- anywhere range (every executor of their type may take them now) and are announced on their
--- type's broadcast key, in the same transaction. Returns how many. Compare-and-set under SKIP
--- LOCKED, so the worker and any number of reapers may run it together.
-CREATE FUNCTION colony_assign._release_local() RETURNS bigint
-LANGUAGE plpgsql VOLATILE
-AS $$
-DECLARE
-    released bigint;
-BEGIN
-    WITH due AS (
-        SELECT p.id
-        FROM colony_assign.processes p
-        WHERE p.state = 0 AND p.locality_until <= clock_timestamp()
-        ORDER BY p.locality_until
-        LIMIT colony_assign._reap_batch()
-        FOR NO KEY UPDATE SKIP LOCKED
-    ), moved AS (
-        UPDATE colony_assign.processes p SET locality_until = NULL
-        FROM due
-        WHERE p.id = due.id AND p.state = 0 AND p.locality_until IS NOT NULL
-        RETURNING p.colony, p.executor_type
-    ), keys AS (
-        SELECT m.colony, m.executor_type, count(*) AS n FROM moved m GROUP BY m.colony, m.executor_type
-    )
-    SELECT coalesce(sum(k.n), 0) INTO released FROM keys k
-    WHERE colony_assign._wake_group(k.colony, k.executor_type, NULL, NULL, k.n) >= 0;
-    RETURN released;
-END
-$$;
-
--- When the next preferred-location wait ends (NULL: none); the worker sleeps until then.
-CREATE FUNCTION colony_assign._next_release() RETURNS timestamptz
-LANGUAGE sql STABLE
-RETURN (SELECT min(p.locality_until) FROM colony_assign.processes p
-        WHERE p.state = 0 AND p.locality_until IS NOT NULL);
-
-CREATE FUNCTION colony_assign.reap(OUT requeued bigint, OUT failed bigint, OUT stale_executors bigint,
-                                   OUT deleted bigint, OUT more boolean)
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
-SET jit = off
-AS $$
-DECLARE
-    batch constant integer := colony_assign._reap_batch();
-    wait_failed bigint;
-    stale_requeued bigint;
-    ended_parents bigint[];
-    channels integer;
-BEGIN
-    -- Preferred-location waits that are over (the background worker also runs this at the
-    -- moment they end; this catches up where there is no worker).
-    PERFORM colony_assign._release_local();
-
-    -- RUNNING past maxexectime: back to WAITING with one more retry, or FAILED once maxretries
-    -- is used up (-1 = retry forever). ColonyOS semantics: maxretries 0 fails on the first timeout.
-    WITH overdue AS (
-        SELECT p.id
-        FROM colony_assign.processes p
-        WHERE p.state = 1 AND p.exec_deadline < now()
-        ORDER BY p.exec_deadline
-        LIMIT batch
-        FOR NO KEY UPDATE SKIP LOCKED
-    ), handled AS (
-        UPDATE colony_assign.processes p
-        SET state = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries THEN 0 ELSE 3 END,
-            retries = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries
-                           THEN p.retries + 1 ELSE p.retries END,
-            assigned_executor = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries
-                                     THEN NULL ELSE p.assigned_executor END,
-            started_at = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries
-                              THEN NULL ELSE p.started_at END,
-            ended_at = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries THEN NULL ELSE now() END,
-            errors = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries THEN p.errors
-                          ELSE array_append(coalesce(p.errors, '{}'),
-                                            format('maximum execution time of %s s exceeded', p.max_exec_time)) END,
-            wait_deadline = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries
-                                 THEN now() + p.max_wait_time * interval '1 second' ELSE p.wait_deadline END,
-            exec_deadline = NULL,
-            -- A requeued process may run anywhere: its wait for a preferred location was once.
-            locality_until = NULL
-        FROM overdue
-        WHERE p.id = overdue.id AND p.state = 1
-        RETURNING p.id, p.state, p.colony, p.executor_type, p.location, p.executor_names, p.children
-    ), keys AS (
-        SELECT h.colony, h.executor_type, h.location, h.executor_names, count(*) AS n
-        FROM handled h WHERE h.state = 0
-        GROUP BY h.colony, h.executor_type, h.location, h.executor_names
-    )
-    SELECT (SELECT count(*) FROM handled h WHERE h.state = 0),
-           (SELECT count(*) FROM handled h WHERE h.state = 3),
-           (SELECT array_agg(h.id) FROM handled h WHERE h.state = 3 AND h.children IS NOT NULL),
-           (SELECT sum(colony_assign._wake_group(k.colony, k.executor_type, k.location, k.executor_names, k.n))
-            FROM keys k)
-    INTO requeued, failed, ended_parents, channels;
-    more := requeued + failed >= batch;
-    IF ended_parents IS NOT NULL THEN
-        PERFORM colony_assign._end_descendants(ended_parents, 3);
-    END IF;
-
-    -- WAITING past maxwaittime: FAILED, and so are its workflow descendants.
-    WITH overdue AS (
-        SELECT p.id
-        FROM colony_assign.processes p
-        WHERE p.state = 0 AND p.wait_deadline < now()
-        ORDER BY p.wait_deadline
-        LIMIT batch
-        FOR NO KEY UPDATE SKIP LOCKED
-    ), handled AS (
-        UPDATE colony_assign.processes p
-        SET state = 3, ended_at = now(),
-            errors = array_append(coalesce(p.errors, '{}'),
-                                  format('maximum waiting time of %s s exceeded', p.max_wait_time))
-        FROM overdue
-        WHERE p.id = overdue.id AND p.state = 0
-        RETURNING p.id, p.children
-    )
-    SELECT count(*), array_agg(h.id) FILTER (WHERE h.children IS NOT NULL)
-    INTO wait_failed, ended_parents FROM handled h;
-    failed := failed + wait_failed;
-    more := more OR wait_failed >= batch;
-    IF ended_parents IS NOT NULL THEN
-        PERFORM colony_assign._end_descendants(ended_parents, 3);
-    END IF;
-
-    -- Executors silent past their colony's stale_after: marked stale (once: the UPDATE re-checks
-    -- stale_since under its row lock) and their RUNNING processes requeued and notified. An
-    -- executor that heartbeats is never stale, however long its process runs.
-    WITH gone AS (
-        UPDATE colony_assign.executors e
-        SET stale_since = now()
-        FROM colony_assign.colonies c
-        WHERE c.name = e.colony AND e.stale_since IS NULL AND e.last_seen < now() - c.stale_after
-        RETURNING e.colony, e.name
-    )
-    SELECT count(*), coalesce(sum(colony_assign._requeue_running(g.colony, g.name)), 0)
-    INTO stale_executors, stale_requeued FROM gone g;
-    requeued := requeued + stale_requeued;
-
-    -- Retention: finished processes older than their colony's retention, in one bounded batch.
-    -- A workflow's members go only once the whole workflow has finished, so a finished parent
-    -- is still there when a sibling branch needs it.
-    WITH doomed AS (
-        -- Per colony, a range scan of processes_finished_idx below the cutoff: nothing to read
-        -- when nothing is old enough. The workflow check is a correlated scalar subquery on
-        -- purpose: as NOT EXISTS the planner hashes every unfinished process, every pass.
-        SELECT old.id
-        FROM colony_assign.colonies c
-        CROSS JOIN LATERAL (
-            SELECT p.id, p.workflow_id
-            FROM colony_assign.processes p
-            WHERE p.colony = c.name AND p.state >= 2 AND p.ended_at < now() - c.retention
-            ORDER BY p.ended_at
-            LIMIT batch
-            FOR UPDATE OF p SKIP LOCKED
-        ) AS old
-        WHERE old.workflow_id IS NULL
-           OR (SELECT 1 FROM colony_assign.processes q
-               WHERE q.workflow_id = old.workflow_id AND q.state < 2 LIMIT 1) IS NULL
-        LIMIT batch
-    ), gone AS (
-        DELETE FROM colony_assign.processes p USING doomed d WHERE p.id = d.id AND p.state >= 2
-        RETURNING p.id, p.workflow_id
-    ), emptied AS (
-        DELETE FROM colony_assign.workflows w
-        WHERE w.id IN (SELECT g.workflow_id FROM gone g)
-          AND NOT EXISTS (SELECT FROM colony_assign.processes q
-                          WHERE q.workflow_id = w.id AND q.id NOT IN (SELECT g.id FROM gone g))
-    )
-    SELECT count(*) INTO deleted FROM gone;
-    more := more OR deleted >= batch;
-
-    -- Idempotency keys older than their colony's retention (a retry that late finds none).
-    DELETE FROM colony_assign.idempotency_keys k
-    USING colony_assign.colonies c
-    WHERE c.name = k.colony AND k.created_at < now() - c.retention;
-END
-$$;
-/* </end connected objects> */
-/* <begin connected objects> */
--- pg_ext/src/lib.rs:59
--- requires:
---   processes
-
--- Colonies: add, remove, pause/resume, strict mode, statistics.
---
--- Every public function is SECURITY DEFINER with a pinned search_path and schema-qualified
--- references, so a caller's search_path (say, a shadowing public.processes) cannot redirect it.
-
---------------------------------------------------------------------------------
--- Internal helpers
---------------------------------------------------------------------------------
-
--- Raises P0002 when the colony does not exist; returns its row otherwise.
-CREATE FUNCTION colony_assign._colony(colony text) RETURNS colony_assign.colonies
-LANGUAGE plpgsql STABLE
-AS $$
-DECLARE
-    found_colony colony_assign.colonies;
-BEGIN
-    PERFORM colony_assign._check_name(colony, 'colony');
-    SELECT * INTO found_colony FROM colony_assign.colonies c WHERE c.name = colony;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown colony %', to_jsonb(colony)::text USING ERRCODE = 'P0002';
-    END IF;
-    RETURN found_colony;
-END
-$$;
-
--- Notifies every key that has assignable waiting work in the colony (resume, and anything
--- else that may have left waiters asleep). Returns how many processes that covers.
-CREATE FUNCTION colony_assign._wake_colony(colony text) RETURNS bigint
-LANGUAGE plpgsql VOLATILE
-AS $$
-DECLARE
-    total bigint := 0;
-    key record;
-BEGIN
-    FOR key IN
-        -- A process still waiting for its preferred location is announced on that location's key.
-        SELECT p.executor_type,
-               coalesce(p.location, CASE WHEN p.locality_until IS NOT NULL THEN p.preferred_location END) AS location,
-               p.executor_names, count(*) AS n
-        FROM colony_assign.processes p
-        WHERE p.colony = _wake_colony.colony AND p.state = 0 AND p.pending_parents = 0
-        GROUP BY 1, 2, 3
-    LOOP
-        PERFORM colony_assign._wake_group(colony, key.executor_type, key.location, key.executor_names, key.n);
-        total := total + key.n;
-    END LOOP;
-    RETURN total;
-END
-$$;
-
--- True when this session may see the colony; raises P0002 (as for an unknown colony) when it
--- may not, and 42501 when it has not logged in (src/identity.rs).
-CREATE FUNCTION colony_assign._visible_colony(colony text) RETURNS boolean
-LANGUAGE plpgsql STABLE
-AS $$
-BEGIN
-    IF NOT colony_assign._may_see(colony) THEN
-        RAISE EXCEPTION 'unknown colony %', to_jsonb(colony)::text USING ERRCODE = 'P0002';
-    END IF;
-    RETURN true;
-END
-$$;
-
---------------------------------------------------------------------------------
--- Public functions
---------------------------------------------------------------------------------
-
-CREATE FUNCTION colony_assign.add_colony(name text) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    PERFORM colony_assign._check_name(name, 'colony');
-    INSERT INTO colony_assign.colonies (name) VALUES (add_colony.name)
-    ON CONFLICT ON CONSTRAINT colonies_pkey DO NOTHING;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'colony % already exists', to_jsonb(name)::text USING ERRCODE = '23505';
-    END IF;
-END
-$$;
-
-CREATE FUNCTION colony_assign.remove_colony(name text) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    PERFORM colony_assign._check_name(name, 'colony');
-    DELETE FROM colony_assign.colonies c WHERE c.name = remove_colony.name;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown colony %', to_jsonb(name)::text USING ERRCODE = 'P0002';
-    END IF;
-    DELETE FROM colony_assign.executors e WHERE e.colony = remove_colony.name;
-    DELETE FROM colony_assign.processes p WHERE p.colony = remove_colony.name;
-    DELETE FROM colony_assign.idempotency_keys k WHERE k.colony = remove_colony.name;
-    -- Coordinators drop cached tokens of this colony and answer its parked long-polls.
-    PERFORM pg_notify('ca_control', jsonb_build_object('event', 'colony_removed', 'colony', name)::text);
-END
-$$;
-
-CREATE FUNCTION colony_assign.pause(colony text) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    PERFORM colony_assign._colony(colony);
-    UPDATE colony_assign.colonies c SET paused = true WHERE c.name = pause.colony;
-END
-$$;
-
-CREATE FUNCTION colony_assign.resume(colony text) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    PERFORM colony_assign._colony(colony);
-    UPDATE colony_assign.colonies c SET paused = false WHERE c.name = resume.colony AND c.paused;
-    -- Waiters parked on any coordinator replica (or SQL-direct) wake through their own keys,
-    -- unlike ColonyOS where only the replica that served the resume call wakes its waiters.
-    IF FOUND THEN
-        PERFORM colony_assign._wake_colony(colony);
-    END IF;
-END
-$$;
-
-CREATE FUNCTION colony_assign.set_strict(colony text, strict boolean) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    PERFORM colony_assign._colony(colony);
-    IF strict IS NULL THEN
-        RAISE EXCEPTION 'strict must not be NULL' USING ERRCODE = '22004';
-    END IF;
-    UPDATE colony_assign.colonies c SET strict = set_strict.strict WHERE c.name = set_strict.colony;
-END
-$$;
-
-CREATE FUNCTION colony_assign.configure(colony text, stale_after interval DEFAULT NULL,
-                                        retention interval DEFAULT NULL) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    PERFORM colony_assign._colony(colony);
-    IF stale_after <= interval '0' OR retention <= interval '0' THEN
-        RAISE EXCEPTION 'stale_after and retention must be positive' USING ERRCODE = '22023';
-    END IF;
-    UPDATE colony_assign.colonies c
-    SET stale_after = coalesce(configure.stale_after, c.stale_after),
-        retention = coalesce(configure.retention, c.retention)
-    WHERE c.name = configure.colony;
-END
-$$;
-
--- Each count is written so that a partial index answers it: stats() must not scan the whole
--- processes table of a busy colony.
-CREATE FUNCTION colony_assign.stats(colony text,
-    OUT paused boolean, OUT strict boolean, OUT executors bigint,
-    OUT waiting bigint, OUT blocked bigint, OUT running bigint,
-    OUT succeeded bigint, OUT failed bigint, OUT cancelled bigint)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
-    SELECT c.paused, c.strict,
-           (SELECT count(*) FROM colony_assign.executors e WHERE e.colony = c.name),
-           (SELECT count(*) FROM colony_assign.processes p
-             WHERE p.colony = c.name AND p.state = 0 AND p.pending_parents = 0 AND p.executor_names IS NULL)
-         + (SELECT count(*) FROM colony_assign.processes p
-             WHERE p.colony = c.name AND p.state = 0 AND p.pending_parents = 0 AND p.executor_names IS NOT NULL),
-           (SELECT count(*) FROM colony_assign.processes p
-             WHERE p.workflow_id IS NOT NULL AND p.colony = c.name AND p.state = 0 AND p.pending_parents > 0),
-           (SELECT count(*) FROM colony_assign.processes p WHERE p.colony = c.name AND p.state = 1 AND p.started_at IS NOT NULL),
-           finished.succeeded, finished.failed, finished.cancelled
-    FROM colony_assign._colony(stats.colony) AS c
-    CROSS JOIN LATERAL (
-        SELECT count(*) FILTER (WHERE p.state = 2) AS succeeded,
-               count(*) FILTER (WHERE p.state = 3) AS failed,
-               count(*) FILTER (WHERE p.state = 4) AS cancelled
-        FROM colony_assign.processes p WHERE p.colony = c.name AND p.state >= 2
-    ) AS finished
-    -- Another colony's stats look like an unknown colony's (src/identity.rs).
-    WHERE colony_assign._visible_colony(c.name);
-END;
-/* </end connected objects> */
-/* <begin connected objects> */
--- pg_ext/src/lib.rs:60
--- requires:
---   colonies
---   channel::_executor_channels
-
--- Executors: registration with a bearer token, removal, and the channels to LISTEN on.
-
--- Raises P0002 when the executor is not registered in the colony; returns its row otherwise.
-CREATE FUNCTION colony_assign._executor(colony text, executor text) RETURNS colony_assign.executors
-LANGUAGE plpgsql STABLE
-AS $$
-DECLARE
-    found_executor colony_assign.executors;
-BEGIN
-    PERFORM colony_assign._colony(colony);
-    PERFORM colony_assign._check_name(executor, 'executor');
-    SELECT * INTO found_executor FROM colony_assign.executors e
-        WHERE e.colony = _executor.colony AND e.name = _executor.executor;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown executor % in colony %', to_jsonb(executor)::text, to_jsonb(colony)::text
-            USING ERRCODE = 'P0002';
-    END IF;
-    RETURN found_executor;
-END
-$$;
-
--- Puts an executor's RUNNING processes (all, or only `only_ids`) back to WAITING and notifies
--- their keys. No retry is counted: the process did not time out, its executor went away or
--- never received it. Returns how many went back.
-CREATE FUNCTION colony_assign._requeue_running(colony text, executor text, only_ids bigint[] DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql VOLATILE
-AS $$
-DECLARE
-    requeued bigint;
-BEGIN
-    WITH back AS (
-        UPDATE colony_assign.processes p
-        -- A requeued process may run anywhere: its wait for a preferred location was once.
-        SET state = 0, assigned_executor = NULL, started_at = NULL, exec_deadline = NULL,
-            wait_deadline = now() + p.max_wait_time * interval '1 second', locality_until = NULL
-        WHERE p.colony = _requeue_running.colony AND p.assigned_executor = _requeue_running.executor
-          AND p.state = 1 AND p.started_at IS NOT NULL -- (processes_running_idx)
-          AND (only_ids IS NULL OR p.id = ANY (only_ids))
-        RETURNING p.executor_type, p.location, p.executor_names
-    ), keys AS (
-        SELECT b.executor_type, b.location, b.executor_names, count(*) AS n
-        FROM back b GROUP BY b.executor_type, b.location, b.executor_names
-    )
-    SELECT coalesce(sum(k.n), 0) INTO requeued FROM keys k
-    WHERE colony_assign._wake_group(colony, k.executor_type, k.location, k.executor_names, k.n) >= 0;
-    RETURN requeued;
-END
-$$;
-
-CREATE FUNCTION colony_assign.add_executor(colony text, name text, executor_type text,
-                                           location text DEFAULT NULL) RETURNS text
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    -- 244 random bits from the server's strong RNG (gen_random_uuid is built in since PG 13);
-    -- the prefix lets secret scanners recognise a leaked token.
-    token text := 'cat_' || replace(gen_random_uuid()::text, '-', '') || replace(gen_random_uuid()::text, '-', '');
-BEGIN
-    PERFORM colony_assign._colony(colony);
-    PERFORM colony_assign._check_name(name, 'executor');
-    PERFORM colony_assign._check_name(executor_type, 'executor_type');
-    -- '' means "no location", as an empty conditions.locationname does.
-    IF location = '' THEN
-        location := NULL;
-    END IF;
-    IF location IS NOT NULL THEN
-        PERFORM colony_assign._check_name(location, 'location');
-    END IF;
-    INSERT INTO colony_assign.executors (colony, name, executor_type, location, token_hash)
-    VALUES (colony, name, executor_type, location, sha256(convert_to(token, 'UTF8')))
-    ON CONFLICT ON CONSTRAINT executors_pkey DO NOTHING;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'executor % already exists in colony %', to_jsonb(name)::text, to_jsonb(colony)::text
-            USING ERRCODE = '23505';
-    END IF;
-    RETURN token;
-END
-$$;
-
-CREATE FUNCTION colony_assign.remove_executor(colony text, name text) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    PERFORM colony_assign._executor(colony, name);
-    DELETE FROM colony_assign.executors e WHERE e.colony = remove_executor.colony AND e.name = remove_executor.name;
-    PERFORM colony_assign._requeue_running(colony, name);
-    -- Coordinators drop the cached token and answer the executor's parked long-polls.
-    PERFORM pg_notify('ca_control',
-        jsonb_build_object('event', 'executor_removed', 'colony', colony, 'executor', name)::text);
-END
-$$;
-
-CREATE FUNCTION colony_assign.channels(colony text, executor text) RETURNS SETOF text
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    e colony_assign.executors;
-BEGIN
-    -- What an executor listens on is its own business (and the coordinator's).
-    IF NOT colony_assign._may_see(colony) THEN
-        RAISE EXCEPTION 'unknown colony %', to_jsonb(colony)::text USING ERRCODE = 'P0002';
-    END IF;
-    e := colony_assign._executor(colony, executor);
-    RETURN QUERY SELECT unnest(colony_assign._executor_channels(e.colony, e.executor_type, e.location, e.name));
-END
-$$;
-
-CREATE FUNCTION colony_assign.heartbeat(colony text, executor text) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
-SET jit = off
-AS $$
-BEGIN
-    -- Only as the executor this session may act as (src/identity.rs), before anything is
-    -- revealed about it.
-    PERFORM colony_assign._acting_as(colony, executor,
-        (SELECT e.token_hash FROM colony_assign.executors e
-         WHERE e.colony = heartbeat.colony AND e.name = heartbeat.executor));
-    PERFORM colony_assign._executor(colony, executor);
-    UPDATE colony_assign.executors e SET last_seen = now(), stale_since = NULL
-    WHERE e.colony = heartbeat.colony AND e.name = heartbeat.executor;
-END
-$$;
-/* </end connected objects> */
-/* <begin connected objects> */
--- pg_ext/src/lib.rs:71
--- requires:
---   executors
---   identity::_trusted
---   identity::_session_colony
---   identity::_acting_as
-
--- Logs: progress messages an executor writes while it runs a process.
-
--- Largest log message accepted, in bytes. Over it: SQLSTATE 54000.
-CREATE FUNCTION colony_assign._max_log_bytes() RETURNS integer
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN 16384;
-
-CREATE FUNCTION colony_assign.log(process_id bigint, executor text, message text, colony text DEFAULT NULL)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
-SET jit = off
-AS $$
-DECLARE
-    process_colony text;
-BEGIN
-    -- Only as the executor this session may act as (src/identity.rs); within its colony.
-    IF NOT colony_assign._trusted() THEN
-        colony := coalesce(log.colony, colony_assign._session_colony());
-        PERFORM colony_assign._acting_as(colony, executor,
-            (SELECT e.token_hash FROM colony_assign.executors e WHERE e.colony = log.colony AND e.name = log.executor));
-    END IF;
-    IF message IS NULL THEN
-        RAISE EXCEPTION 'message must not be NULL' USING ERRCODE = '22004';
-    ELSIF octet_length(message) > colony_assign._max_log_bytes() THEN
-        RAISE EXCEPTION 'message is % bytes, at most %', octet_length(message), colony_assign._max_log_bytes()
-            USING ERRCODE = '54000';
-    END IF;
-    SELECT p.colony INTO process_colony FROM colony_assign.processes p
-    WHERE p.id = process_id AND p.state = 1 AND p.assigned_executor = executor
-      AND (log.colony IS NULL OR p.colony = log.colony);
-    IF NOT FOUND THEN
-        PERFORM colony_assign._explain_not_running(process_id, executor, colony);
-    END IF;
-    INSERT INTO colony_assign.logs (process_id, executor, message) VALUES (process_id, executor, message);
-    PERFORM colony_assign._touch(process_colony, executor);
-END
-$$;
-
-CREATE FUNCTION colony_assign.logs(process_id bigint)
-RETURNS TABLE (logged_at timestamptz, executor text, message text)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    process_colony text;
-BEGIN
-    SELECT p.colony INTO process_colony FROM colony_assign.processes p WHERE p.id = logs.process_id;
-    -- Another colony's process looks exactly like none (src/identity.rs).
-    IF NOT FOUND OR NOT colony_assign._may_see(process_colony) THEN
-        RAISE EXCEPTION 'unknown process %', logs.process_id USING ERRCODE = 'P0002';
-    END IF;
-    RETURN QUERY SELECT l.logged_at, l.executor, l.message FROM colony_assign.logs l
-        WHERE l.process_id = logs.process_id ORDER BY l.id;
-END
-$$;
-/* </end connected objects> */
-/* <begin connected objects> */
--- pg_ext/src/lib.rs:66
--- requires:
---   executors
-
--- Functions for the HTTP coordinator (granted to colony_assign_coordinator): authenticating
--- bearer tokens, giving back claims that never reached their executor, and the catch-up check
--- that bounds how long a lost notification can delay a parked executor.
-
--- The executor a bearer token belongs to; no row for an unknown token. Only the SHA-256 of a
--- token is stored, so the lookup hashes the presented token the same way.
-CREATE FUNCTION colony_assign.authenticate(token text,
-    OUT colony text, OUT executor text, OUT executor_type text, OUT location text)
-RETURNS SETOF record
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    RETURN QUERY
-    SELECT e.colony, e.name, e.executor_type, e.location
-    FROM colony_assign.executors e
-    WHERE e.token_hash = sha256(convert_to(authenticate.token, 'UTF8'));
-END
-$$;
-
--- Puts processes claimed by `executor` back to WAITING (no retry counted) and notifies their
--- keys: for a long-poll whose response could not be delivered. Returns how many went back.
-CREATE FUNCTION colony_assign.release(colony text, executor text, process_ids bigint[]) RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
-SET jit = off
-AS $$
-BEGIN
-    RETURN colony_assign._requeue_running(colony, executor, coalesce(process_ids, '{}'));
-END
-$$;
-
--- Catch-up: for each key (parallel arrays, one entry per key), how many processes are
--- assignable right now, capped at `cap` (callers only need min(waiting, parked waiters)).
--- executors[i] NULL: the untargeted key of (colonies[i], executor_types[i], locations[i]),
--- a NULL location being the broadcast key; a location's key also counts the processes still
--- waiting for it as their preferred location. executors[i] set: that executor's name key, with
--- locations[i] its location. Paused colonies have nothing assignable.
-CREATE FUNCTION colony_assign.backlog(colonies text[], executor_types text[], locations text[],
-                                      executors text[], cap integer DEFAULT 1000)
-RETURNS TABLE (key_index integer, waiting integer)
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
-SET jit = off
-BEGIN ATOMIC
-    SELECT k.i::integer, counted.n::integer
-    FROM unnest(backlog.colonies, backlog.executor_types, backlog.locations, backlog.executors)
-         WITH ORDINALITY AS k(colony, executor_type, location, executor, i)
-    JOIN colony_assign.colonies c ON c.name = k.colony AND NOT c.paused
-    CROSS JOIN LATERAL (
-        SELECT count(*) AS n FROM (
-            SELECT 1 FROM colony_assign.processes p
-            WHERE k.executor IS NULL AND k.location IS NOT NULL
-              AND p.state = 0 AND p.pending_parents = 0 AND p.executor_names IS NULL
-              AND p.colony = k.colony AND p.executor_type = k.executor_type AND p.location = k.location
-            UNION ALL
-            SELECT 1 FROM colony_assign.processes p
-            WHERE k.executor IS NULL AND k.location IS NOT NULL
-              AND p.state = 0 AND p.pending_parents = 0 AND p.executor_names IS NULL
-              AND p.colony = k.colony AND p.executor_type = k.executor_type AND p.location IS NULL
-              AND p.locality_until IS NOT NULL AND p.preferred_location = k.location
-            UNION ALL
-            SELECT 1 FROM colony_assign.processes p
-            WHERE k.executor IS NULL AND k.location IS NULL
-              AND p.state = 0 AND p.pending_parents = 0 AND p.executor_names IS NULL
-              AND p.colony = k.colony AND p.executor_type = k.executor_type AND p.location IS NULL
-              AND p.locality_until IS NULL
-            UNION ALL
-            SELECT 1 FROM colony_assign.processes p
-            WHERE k.executor IS NOT NULL
-              AND p.state = 0 AND p.pending_parents = 0 AND p.executor_names IS NOT NULL
-              AND p.executor_names @> ARRAY[k.executor]
-              AND p.colony = k.colony AND p.executor_type = k.executor_type
-              AND (p.location IS NULL OR p.location = k.location)
-            LIMIT backlog.cap
-        ) AS assignable
-    ) AS counted
-    WHERE counted.n > 0;
-END;
-
--- Whether this database's background worker (relay and reaper) is running; coordinators reap
--- themselves when it is not.
-CREATE FUNCTION colony_assign.worker_active() RETURNS boolean
-LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
-    SELECT EXISTS (SELECT FROM pg_stat_activity a
-                   WHERE a.backend_type = 'colony_assign worker' AND a.datname = current_database());
-END;
-
--- Coalesced calls: a replica that has several long-polls wanting work, or several close
--- requests, at the same moment sends them as one call (one round trip, one commit). Each
--- request is served as the single call would serve it, in array order, and reports its own
--- failure (SQLSTATE and message, as the single call would raise them) without sinking the
--- others. In strict colonies one batch holds the (colony, type) lock once for all its claims.
-CREATE FUNCTION colony_assign.assign_batch(colonies text[], executors text[], max_counts integer[])
-RETURNS TABLE (request integer, process colony_assign.process, sqlstate text, message text)
-LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER ROWS 10
-AS 'MODULE_PATHNAME', 'colony_assign_assign_batch';
-
-CREATE FUNCTION colony_assign.close_batch(process_ids bigint[], executors text[], outputs jsonb[],
-                                          colonies text[])
-RETURNS TABLE (request integer, sqlstate text, message text)
-LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER ROWS 10
-AS 'MODULE_PATHNAME', 'colony_assign_close_batch';
-/* </end connected objects> */
-/* <begin connected objects> */
--- pg_ext/src/lib.rs:64
--- requires:
---   processes
-
--- assign(): what ColonyOS does in four database operations (mark the executor alive, honour a
--- paused colony, select, update), done in one call.
---
--- A C function of the extension (src/claim.rs): it walks the partial indexes of the queue
--- ranges the executor can take from (its location's, its type's location-less range, and
--- name-targeted work that lists it) in queue order, locks each row it takes FOR NO KEY UPDATE
--- SKIP LOCKED, re-checks it and marks it RUNNING with its deadline. Strict colonies serialize
--- claims per (colony, executor type) (src/strict.rs); distributed ones start at this session's
--- scan cursors (src/cursor.rs).
-CREATE FUNCTION colony_assign.assign(colony text, executor text, max_count integer DEFAULT 1)
-RETURNS SETOF colony_assign.process
-LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER ROWS 1
-AS 'MODULE_PATHNAME', 'colony_assign_assign';
-/* </end connected objects> */
-/* <begin connected objects> */
 -- pg_ext/src/background/mod.rs:83
 -- colony_assign::background::_wake_launcher
 CREATE  FUNCTION "_wake_launcher"() RETURNS void
@@ -1559,17 +1567,17 @@ COMMENT ON FUNCTION colony_assign.submit_workflow(text, jsonb) IS
 COMMENT ON FUNCTION colony_assign.workflow(bigint) IS
     'A workflow as JSON: its state and every node with process id, state and edges. Errors: P0002 unknown workflow.';
 COMMENT ON FUNCTION colony_assign.heartbeat(text, text) IS
-    'Keeps a busy executor alive (every executor call does too). Errors: P0002 unknown colony or executor.';
+    'Keeps a busy executor alive (every executor call does too). Errors: 22004 NULL name, P0002 unknown colony or executor, 42501 not the logged-in executor.';
 COMMENT ON FUNCTION colony_assign.log(bigint, text, text, text) IS
     'Appends a progress message to a RUNNING process; only its assigned executor may. Errors: 22004 NULL message, 54000 over 16 KiB, and those of close().';
 COMMENT ON FUNCTION colony_assign.logs(bigint) IS
     'A process''s log messages, oldest first. Errors: P0002 unknown process.';
 COMMENT ON FUNCTION colony_assign.configure(text, interval, interval) IS
-    'Sets a colony''s stale_after (executor liveness) and retention (finished processes); NULL keeps a value. Errors: P0002 unknown colony, 22023 not positive.';
+    'Sets a colony''s stale_after (executor liveness) and retention (finished processes); NULL keeps a value. Errors: P0002 unknown colony, 22023 not positive or over 10 years.';
 COMMENT ON FUNCTION colony_assign.worker_active() IS
     'Whether the background reaper runs in this database.';
 COMMENT ON FUNCTION colony_assign.channels(text, text) IS
-    'The channels an executor LISTENs on: its location key, its type''s broadcast key and its name key. Errors: P0002 unknown colony or executor.';
+    'The channels an executor LISTENs on: its location key, its type''s broadcast key and its name key. Errors: 22004 NULL name, P0002 unknown colony or executor.';
 COMMENT ON FUNCTION colony_assign.channel(text, text, text) IS
     'The notification channel of (colony, executor type, location); NULL or empty location = the broadcast channel. At most 63 bytes, safe for any input.';
 COMMENT ON FUNCTION colony_assign.process(bigint) IS

@@ -16,7 +16,8 @@ use crate::members::{self, check_name};
 use crate::table::{self, RUNNING, Row, ScanKeys, Session, Write};
 use pgrx::pg_sys::{self, Datum};
 use pgrx::prelude::*;
-use serde_json::Value;
+use serde_json::value::RawValue;
+use std::collections::BTreeMap;
 
 /// Largest output or error list accepted, in bytes as stored (as `_max_document_bytes()`).
 pub const MAX_DOCUMENT_BYTES: usize = 262_144;
@@ -426,7 +427,10 @@ fn parse_closes(closes: Option<Datum>) -> Vec<(i64, Option<Datum>)> {
         )
     };
     let Some(datum) = closes else { shape().raise() };
-    let Ok(Value::Array(items)) = crate::json::from_jsonb(datum) else {
+    // Items are read as raw JSON text, never as serde values: an output is stored exactly as it
+    // was given (numbers beyond f64, any nesting PostgreSQL accepted), as close() stores it.
+    let text = crate::json::jsonb_text(datum);
+    let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(&text) else {
         shape().raise()
     };
     if items.len() > MAX_CLOSES {
@@ -444,7 +448,7 @@ fn parse_closes(closes: Option<Datum>) -> Vec<(i64, Option<Datum>)> {
                 r#"closes[{i}] must be {{"id": <integer>, "output": <optional JSON>}}"#
             ))
         };
-        let Value::Object(fields) = item else {
+        let Ok(fields) = serde_json::from_str::<BTreeMap<String, &RawValue>>(item.get()) else {
             bad().raise()
         };
         if fields.keys().any(|k| k != "id" && k != "output") {
@@ -452,9 +456,11 @@ fn parse_closes(closes: Option<Datum>) -> Vec<(i64, Option<Datum>)> {
         }
         let id = fields
             .get("id")
-            .and_then(crate::json::integer)
+            .and_then(|raw| crate::json::exact_integer(raw.get()))
             .unwrap_or_else(|| bad().raise());
-        let output = fields.get("output").map(crate::json::to_jsonb);
+        let output = fields
+            .get("output")
+            .map(|raw| crate::json::text_to_jsonb(raw.get()));
         check_size(output, "output is", &format!("closes[{i}]: "));
         if seen.insert(id) {
             out.push((id, output));

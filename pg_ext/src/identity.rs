@@ -154,7 +154,10 @@ fn _may_see(colony: Option<&str>) -> bool {
 /// Raises 42501 unless the session may act as that executor, and P0002 when the login's token
 /// no longer belongs to it (removed, or re-added with a new token).
 #[pgrx::pg_extern(volatile, parallel_unsafe)]
-fn _acting_as(colony: &str, executor: &str, token_hash: Option<&[u8]>) {
+fn _acting_as(colony: Option<&str>, executor: Option<&str>, token_hash: Option<&[u8]>) {
+    // NULL names are the caller's mistake (22004), not an internal error.
+    let colony = crate::members::check_name(colony, "colony");
+    let executor = crate::members::check_name(executor, "executor");
     match acting_as(colony, executor) {
         Ok(None) => {}
         Ok(Some(hash)) if token_hash == Some(hash.as_slice()) => {}

@@ -23,9 +23,8 @@
 //! draws other inputs, `PROPTEST_CASES=n` changes the count). A failure prints the seed, the
 //! command that replays it and the shrunk input (long strings shortened).
 //!
-//! Defects found this way are pinned by the `#[ignore]`d `defect_*` tests at the end, each with
-//! the input that shows it. The properties tolerate exactly those behaviours (marked "known
-//! defect" below), so that they keep guarding everything else.
+//! The defects these properties found (and that were fixed) are pinned by regression tests at
+//! the end, each with the input that showed it.
 
 use e2e::TestDb;
 use proptest::collection::vec;
@@ -638,32 +637,6 @@ impl J {
             }
         }
     }
-
-    /// Whether serde_json (without arbitrary precision) reads this document back at all:
-    /// its nesting stays under serde's limit of 128 and every number fits an f64.
-    fn serde_reads(&self) -> bool {
-        match self {
-            J::Num(n) => n.parse::<f64>().is_ok_and(f64::is_finite),
-            J::Deep { .. } => false,
-            J::Arr(items) => items.iter().all(J::serde_reads),
-            J::Obj(pairs) => pairs.iter().all(|(_, v)| v.serde_reads()),
-            J::Many { item, .. } => item.serde_reads(),
-            _ => true,
-        }
-    }
-
-    /// Whether it also comes back equal after a trip through f64s: every number is an integer
-    /// within i64/u64 or has at most 15 significant digits and a moderate exponent.
-    fn survives_f64(&self) -> bool {
-        match self {
-            J::Num(n) => survives_f64(n),
-            J::Deep { .. } => false,
-            J::Arr(items) => items.iter().all(J::survives_f64),
-            J::Obj(pairs) => pairs.iter().all(|(_, v)| v.survives_f64()),
-            J::Many { item, .. } => item.survives_f64(),
-            _ => true,
-        }
-    }
 }
 
 impl fmt::Debug for J {
@@ -716,23 +689,8 @@ fn rounds_into_bigint(text: &str) -> bool {
     exact.is_none() && rounded
 }
 
-fn survives_f64(text: &str) -> bool {
-    if let Some(i) = exact_int(text)
-        && i >= i128::from(i64::MIN)
-        && i <= i128::from(u64::MAX)
-    {
-        return true;
-    }
-    decimal(text).is_some_and(|(_, digits, exponent)| {
-        digits.is_empty()
-            || (digits.len() <= 15 && (-300..=305).contains(&(exponent + digits.len() as i64)))
-    })
-}
-
-/// Numbers around every documented limit, past them, and of every JSON form. (Non-integers
-/// whose nearest f64 is an integer — 1e-400, 50000.0000000000000001 — are a known defect, see
-/// `defect_non_integers_pass_as_integers`, and are drawn only there; so are close_many ids
-/// like -2^63 - 1, filtered out in [`batch`].)
+/// Numbers around every documented limit, past them, and of every JSON form, including
+/// non-integers whose nearest f64 is an integer (1e-400, 50000.0000000000000001).
 fn number() -> BoxedStrategy<String> {
     let edges = vec![
         "0",
@@ -776,6 +734,10 @@ fn number() -> BoxedStrategy<String> {
         "4.9e-324",
         "1.7976931348623157e308",
         "0.00000000000000000000000000001e29",
+        "1e-400",
+        "-1e-400",
+        "50000.0000000000000001",
+        "0.0000000000000000000000000000000000001",
     ];
     prop_oneof![
         4 => select(edges).prop_map(str::to_owned),
@@ -1837,13 +1799,20 @@ fn batch() -> BoxedStrategy<Batch> {
         8 => pick().prop_map(ItemId::Pick),
         1 => Just(ItemId::Absent),
         1 => prop_oneof![
-            select(vec!["1.0", "-0", "1e2", "1.5", "1e400", "9223372036854775807", "-9223372036854775808"])
-                .prop_map(|n| J::Num(n.to_owned())),
-            // Not a number that is no bigint but rounds into one as an f64 (-2^63 - 1): a known
-            // defect, see defect_non_integers_pass_as_integers.
-            any_json().prop_filter("an id f64 rounds into a bigint", |j| {
-                !matches!(j, J::Num(n) if rounds_into_bigint(n))
-            }),
+            select(vec![
+                "1.0",
+                "-0",
+                "1e2",
+                "1.5",
+                "1e400",
+                "1e-400",
+                "9223372036854775807",
+                "-9223372036854775808",
+                "9223372036854775808",
+                "-9223372036854775809",
+            ])
+            .prop_map(|n| J::Num(n.to_owned())),
+            any_json(),
         ]
         .prop_map(ItemId::Json),
     ];
@@ -2150,15 +2119,9 @@ impl Ctx {
         text_rule(&mut expect, colony);
         // (id, output) of each distinct id, first occurrence, when the batch is well formed.
         let mut closes: Vec<(i64, Option<&J>)> = Vec::new();
-        let mut unchecked = false;
         match (&doc, &text) {
             (Some(doc), Some(text)) => {
                 if parsed(&mut expect, self.jsonb_size(text).await?).is_some() {
-                    if !doc.serde_reads() {
-                        // Known defect (defect_close_many_refuses_what_close_accepts): JSON
-                        // that serde_json cannot hold is refused as a malformed batch.
-                        expect.tolerate("22023");
-                    }
                     match V::J(doc).items() {
                         None => expect.problem("22023"),
                         Some(items) => {
@@ -2198,12 +2161,6 @@ impl Ctx {
                                     expect.problem("54000");
                                 }
                                 match id {
-                                    // Known defect (defect_non_integers_pass_as_integers): it
-                                    // may be taken for a bigint; the result is not checked.
-                                    None if id_text.is_some_and(rounds_into_bigint) => {
-                                        unchecked = true;
-                                        expect.tolerate("22023");
-                                    }
                                     None => expect.problem("22023"),
                                     Some(id) if closes.iter().any(|(i, _)| *i == id) => {}
                                     Some(id) => closes.push((id, output)),
@@ -2224,9 +2181,6 @@ impl Ctx {
         else {
             return Ok(());
         };
-        if unchecked {
-            return Ok(());
-        }
         let mut sorted = closes.clone();
         sorted.sort_by_key(|(id, _)| *id);
         let got: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
@@ -2262,8 +2216,7 @@ impl Ctx {
                 continue;
             }
             prop_assert_eq!(after[id].state, 2, "{}: item {} not SUCCESS", what, id);
-            // Known defect (defect_close_many_rewrites_outputs): numbers go through f64.
-            if output.is_none_or(J::survives_f64) {
+            {
                 let text = output.map(J::text);
                 let same: bool = self
                     .q1(
@@ -2347,7 +2300,8 @@ fn log_cancel_process_workflow_any_input() {
                     let id = fx.id(id);
                     let what = format!("log({id:?}, {executor:?}, {message:?}, {colony:?})");
                     let mut expect = Expect::default();
-                    text_rule(&mut expect, executor);
+                    // The executor's name is checked first, as in every executor entry point.
+                    name_rule(&mut expect, executor);
                     text_rule(&mut expect, colony);
                     match message.0.as_deref() {
                         None => expect.problem("22004"),
@@ -2357,9 +2311,6 @@ fn log_cancel_process_workflow_any_input() {
                     }
                     let procs = ctx.processes(&id.into_iter().collect::<Vec<_>>()).await?;
                     Ctx::expect_finish(&mut expect, &procs, id, executor, colony);
-                    if executor.0.is_none() {
-                        expect.tolerate("22004");
-                    }
                     let sql = "SELECT colony_assign.log($1, $2, $3, $4)";
                     if ctx
                         .call(
@@ -2533,10 +2484,7 @@ fn admin() -> BoxedStrategy<AdminCall> {
         1 => colony().prop_map(AdminCall::Resume),
         1 => colony().prop_map(AdminCall::Stats),
         2 => (colony(), executor()).prop_map(|(c, e)| AdminCall::Channels(c, e)),
-        // Not NULL: known defect, see defect_null_names_are_internal_errors.
-        1 => (colony(), executor())
-            .prop_filter("NULL names", |(c, e)| c.0.is_some() && e.0.is_some())
-            .prop_map(|(c, e)| AdminCall::Heartbeat(c, e)),
+        1 => (colony(), executor()).prop_map(|(c, e)| AdminCall::Heartbeat(c, e)),
         1 => (name_from(&["a1", "a2"]), weighted(0.5, vec(name_from(&["c", "k1", "nope"]), 0..3)))
             .prop_map(|(a, c)| AdminCall::AddAdmin(a, c)),
         1 => name_from(&["a1", "a2"]).prop_map(AdminCall::RemoveAdmin),
@@ -2567,7 +2515,10 @@ impl Ctx {
         }
         match self
             .client
-            .query_one("SELECT $1::text::interval <= interval '0'", &[&v])
+            .query_one(
+                "SELECT $1::text::interval <= interval '0' OR $1::text::interval > interval '10 years'",
+                &[&v],
+            )
             .await
         {
             Ok(row) if row.get::<_, bool>(0) => expect.problem("22023"),
@@ -2698,10 +2649,6 @@ impl Ctx {
             | AdminCall::Channels(c, e)
             | AdminCall::Heartbeat(c, e) => {
                 let colony = self.colony_arg(&mut expect, c).await?;
-                if matches!(action, AdminCall::Channels(..)) && c.0.is_none() {
-                    // Known defect (defect_null_names_are_internal_errors): P0002, not 22004.
-                    expect.tolerate("P0002");
-                }
                 if let (Some(c), Some(e)) = (colony, name_rule(&mut expect, e))
                     && !self.executor_exists(c, e).await?
                 {
@@ -3128,7 +3075,7 @@ fn channel_any_input() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Known defects, each with the input that shows it. Run with --ignored.
+// Regressions: defects the properties found, each with the input that showed it.
 // ---------------------------------------------------------------------------------------------
 
 impl Ctx {
@@ -3145,11 +3092,10 @@ fn brief(e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// close_many() reads each output through serde_json's f64s: big integers and long decimals
-/// are stored rounded. close() stores the same outputs exactly.
+/// close_many() once read each output through serde_json's f64s (big integers and long
+/// decimals came back rounded); it stores them exactly, as close() does.
 #[test]
-#[ignore = "defect: close_many rewrites numbers in outputs (f64 round trip)"]
-fn defect_close_many_rewrites_outputs() {
+fn close_many_stores_outputs_exactly_as_close_does() {
     let ctx = Ctx::new(
         "adv_defect_rewrite",
         "SELECT colony_assign.add_executor('c', 'e', 't')",
@@ -3192,11 +3138,10 @@ fn defect_close_many_rewrites_outputs() {
     });
 }
 
-/// close_many() refuses, as "closes must be a JSON array", outputs that close() accepts:
+/// close_many() once refused, as "closes must be a JSON array", outputs that close() accepts:
 /// nested more than 128 levels, or holding a number beyond f64 (1e400).
 #[test]
-#[ignore = "defect: close_many refuses deep outputs and numbers beyond f64 that close accepts"]
-fn defect_close_many_refuses_what_close_accepts() {
+fn close_many_accepts_every_output_close_accepts() {
     let ctx = Ctx::new(
         "adv_defect_refuses",
         "SELECT colony_assign.add_executor('c', 'e', 't')",
@@ -3232,11 +3177,11 @@ fn defect_close_many_refuses_what_close_accepts() {
     }
 }
 
-/// Integer fields are read through f64: a non-integer whose nearest f64 is integral passes as
-/// that integer (spec fields and close_many ids), and 2^63 becomes i64::MAX.
+/// Integer fields were once read through f64: a non-integer whose nearest f64 is integral
+/// passed as that integer (spec fields and close_many ids), and 2^63 became i64::MAX. They are
+/// 22023 now.
 #[test]
-#[ignore = "defect: non-integers pass integer checks (f64 rounding)"]
-fn defect_non_integers_pass_as_integers() {
+fn non_integers_fail_the_integer_checks() {
     let ctx = Ctx::new(
         "adv_defect_numbers",
         "SELECT colony_assign.add_executor('c', 'e', 't')",
@@ -3274,12 +3219,11 @@ fn defect_non_integers_pass_as_integers() {
     });
 }
 
-/// configure() accepts any positive interval, but reap() computes now() - stale_after and
-/// now() - retention: past ~6,000 years that is out of range, and reap() — the background
-/// worker's too — then fails with 22008 for every colony of the database.
+/// configure() once accepted any positive interval, but reap() computes now() - stale_after
+/// and now() - retention: past ~6,000 years that is out of range, and reap() — the background
+/// worker's too — then failed with 22008 for every colony of the database. At most 10 years now.
 #[test]
-#[ignore = "defect: configure accepts intervals that make reap() fail for the whole database"]
-fn defect_configure_breaks_reap() {
+fn configure_refuses_intervals_that_would_break_reap() {
     let ctx = Ctx::new(
         "adv_defect_configure",
         "SELECT colony_assign.add_colony('other')",
@@ -3313,13 +3257,12 @@ fn defect_configure_breaks_reap() {
     });
 }
 
-/// A NULL colony or executor is 22004 ("a required argument is NULL"), but heartbeat() (for
-/// every session) and log() (for a session logged in as an executor) hand it to `_acting_as`,
-/// whose Rust arguments are not nullable: XX000 "argument 0 must not be null". channels()
-/// answers a NULL colony with P0002.
+/// A NULL colony or executor is 22004 ("a required argument is NULL"). heartbeat() (for every
+/// session) and log() (for a session logged in as an executor) once handed it to `_acting_as`,
+/// whose Rust arguments were not nullable (XX000), and channels() answered a NULL colony with
+/// P0002.
 #[test]
-#[ignore = "defect: NULL names are XX000 in heartbeat/log and P0002 in channels"]
-fn defect_null_names_are_internal_errors() {
+fn null_names_are_22004_not_internal_errors() {
     let ctx = Ctx::new(
         "adv_defect_null",
         "SELECT colony_assign.add_executor('c', 'e', 't')",
@@ -3377,8 +3320,6 @@ fn model_reads_numbers_as_decimals() {
     assert_eq!(exact_int("1e-400"), None);
     assert_eq!(exact_int("50000.0000000000000001"), None);
     assert_eq!(exact_int("1e400"), None);
-    assert!(survives_f64("12345") && survives_f64("0.5") && survives_f64("1e300"));
-    assert!(!survives_f64("123456789012345678901234567890") && !survives_f64("4.9e-324"));
     assert!(
         rounds_into_bigint("-9223372036854775809") && rounds_into_bigint("9223372036854775808")
     );

@@ -1,14 +1,15 @@
 //! The benchmark environment: fresh databases on the dev cluster, coordinator replicas as real
-//! processes, executors over HTTP, and scenario sizes.
+//! processes, executors over HTTP, and scenario sizes. The databases, processes, executors and
+//! connections are the ones the e2e tests use (crate `testkit`); what is here is how the
+//! benchmark runs them: its database names, the binary and log level it starts replicas with,
+//! and executors that count a failure rather than panic.
 
-use futures_util::StreamExt;
 use serde_json::{Value, json};
 use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
-use tokio::io::AsyncBufReadExt;
-use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, Client, NoTls, Notification, Statement};
+use std::time::Duration;
+use tokio_postgres::{Client, Config, Statement};
+
+pub use testkit::{Poll, connect, connect_listening, ids};
 
 /// How big each scenario runs: `full` for docs/BENCHMARKS.md, `smoke` for CI.
 #[derive(Clone, Debug)]
@@ -99,30 +100,26 @@ pub struct Db {
 }
 
 impl Bench {
+    /// Connection settings of the cluster's `postgres` database.
+    fn admin_config(&self) -> Config {
+        format!("{} dbname=postgres", self.conninfo)
+            .parse()
+            .unwrap_or_else(|e| panic!("--conninfo {:?}: {e}", self.conninfo))
+    }
+
     pub async fn admin(&self) -> Client {
-        connect(&format!("{} dbname=postgres", self.conninfo)).await
+        testkit::connect_with(&self.admin_config()).await.0
     }
 
     /// A fresh database `bench_<name>` with the extension and colony "bench".
     pub async fn fresh_db(&self, name: &str) -> Db {
-        let admin = self.admin().await;
-        let db = format!("bench_{name}");
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-            .await
-            .expect("drop bench database");
-        admin
-            .batch_execute(&format!("CREATE DATABASE {db}"))
-            .await
-            .expect("create bench database");
-        let conninfo = format!("{} dbname={db}", self.conninfo);
-        let client = connect(&conninfo).await;
+        let name = format!("bench_{name}");
+        let db = testkit::TestDb::create(&self.admin_config(), &name, None).await;
+        let client = db.client().await;
         client
-            .batch_execute(
-                "CREATE EXTENSION colony_assign; SELECT colony_assign.add_colony('bench');",
-            )
+            .batch_execute("SELECT colony_assign.add_colony('bench')")
             .await
-            .expect("CREATE EXTENSION colony_assign");
+            .expect("add colony bench");
         // The launcher starts the new database's worker (NOTIFY relay, reaper) within 10 s;
         // measuring before it runs would measure a different system (every submitter NOTIFYing
         // itself). Without preload there is no worker to wait for.
@@ -132,32 +129,16 @@ impl Bench {
             .unwrap()
             .get(0);
         if preloaded.contains("colony_assign") {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-            loop {
-                let active: bool = client
-                    .query_one("SELECT colony_assign.worker_active()", &[])
-                    .await
-                    .unwrap()
-                    .get(0);
-                if active {
-                    break;
-                }
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "the database's colony_assign worker did not start within 30 s"
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
+            db.wait_for_worker().await;
         }
-        Db { name: db, conninfo }
+        Db {
+            conninfo: format!("{} dbname={name}", self.conninfo),
+            name,
+        }
     }
 
     pub async fn drop_db(&self, db: &Db) {
-        let _ = self
-            .admin()
-            .await
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", db.name))
-            .await;
+        testkit::drop_database(&self.admin_config(), &db.name).await;
     }
 }
 
@@ -254,121 +235,45 @@ impl SqlCycle {
     }
 }
 
-pub async fn connect(conninfo: &str) -> Client {
-    connect_listening(conninfo).await.0
-}
-
-/// A connection whose notifications arrive on the receiver.
-pub async fn connect_listening(conninfo: &str) -> (Client, mpsc::UnboundedReceiver<Notification>) {
-    let (client, mut connection) = tokio_postgres::connect(conninfo, NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connect to {conninfo}: {e}"));
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(Ok(m)) = messages.next().await {
-            if let AsyncMessage::Notification(n) = m {
-                let _ = tx.send(n);
-            }
-        }
-    });
-    (client, rx)
-}
-
-/// A coordinator replica, a real process; stopped (SIGTERM) when dropped.
-pub struct Replica {
-    child: tokio::process::Child,
-    pub base: String,
-    http: reqwest::Client,
-}
+/// A coordinator replica, a real process: `stop` sends SIGTERM; dropped, it is killed.
+pub struct Replica(testkit::Coordinator);
 
 impl Replica {
+    /// Replica `name` from `--coordinator` on `db`, logging warnings only (to nowhere);
+    /// `BENCH_REPLICA_THREADS` sets its tokio worker threads.
     pub async fn start(bench: &Bench, db: &Db, name: &str, args: &[&str]) -> Replica {
-        let mut child = tokio::process::Command::new(&bench.coordinator)
-            .args([
-                "--database-url",
-                &db.conninfo,
-                "--listen",
-                "127.0.0.1:0",
-                "--replica",
-                name,
-            ])
-            .args(args)
-            .env("RUST_LOG", "coordinator=warn")
-            .envs(
-                std::env::var("BENCH_REPLICA_THREADS")
-                    .ok()
-                    .map(|n| ("TOKIO_WORKER_THREADS", n)),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start the coordinator");
-        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = lines
-            .next_line()
-            .await
-            .unwrap()
-            .expect("coordinator address line");
-        let address = line.rsplit(' ').next().unwrap().to_owned();
-        let replica = Replica {
-            child,
-            base: format!("http://{address}"),
-            http: reqwest::Client::new(),
+        let launch = testkit::Launch {
+            binary: bench.coordinator.clone(),
+            conninfo: &db.conninfo,
+            replica: name,
+            args,
+            log: None,
+            log_filter: "coordinator=warn",
+            env: std::env::var("BENCH_REPLICA_THREADS")
+                .ok()
+                .map(|n| ("TOKIO_WORKER_THREADS".to_owned(), n))
+                .into_iter()
+                .collect(),
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = replica
-                .http
-                .get(format!("{}/healthz", replica.base))
-                .send()
-                .await
-                && r.status() == 200
-            {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "coordinator {name} did not become healthy"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        replica
+        Replica(launch.start().await)
     }
 
+    /// The sum of a metric's samples (see `testkit::metrics_text`); 0 when the replica cannot be
+    /// scraped.
     pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let Ok(response) = self.http.get(format!("{}/metrics", self.base)).send().await else {
-            return 0.0;
-        };
-        let text = response.text().await.unwrap_or_default();
-        colony_proto::metrics_text::sum(&text, name, labels)
+        self.0.try_metric(name, labels).await.unwrap_or(0.0)
     }
 
-    pub fn pid(&self) -> Option<u32> {
-        self.child.id()
+    pub async fn stop(self) {
+        self.0.stop().await;
     }
+}
 
-    /// Resident set size in KiB, from /proc.
-    pub fn rss_kib(&self) -> u64 {
-        let Some(pid) = self.pid() else { return 0 };
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("VmRSS:"))
-                    .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
-            })
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    }
-
-    pub async fn stop(mut self) {
-        if let Some(pid) = self.child.id() {
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
+/// The replica's `base`, `pid()`, `rss_kib()`.
+impl std::ops::Deref for Replica {
+    type Target = testkit::Coordinator;
+    fn deref(&self) -> &testkit::Coordinator {
+        &self.0
     }
 }
 
@@ -380,70 +285,31 @@ pub async fn total(replicas: &[Replica], name: &str, labels: &[(&str, &str)]) ->
     sum
 }
 
-/// An executor speaking HTTP to one replica, on its own connection.
+/// An executor speaking HTTP to one replica in colony `bench`, on its own connection; a failed
+/// call is counted by the caller, never a panic.
 #[derive(Clone)]
-pub struct HttpExecutor {
-    pub name: String,
-    pub token: String,
-    pub base: String,
-    pub http: reqwest::Client,
-}
-
-pub enum Poll {
-    Got(Vec<Value>),
-    Empty,
-    Failed,
-}
+pub struct HttpExecutor(testkit::HttpExecutor);
 
 impl HttpExecutor {
     pub fn new(replica: &Replica, name: &str, token: &str) -> HttpExecutor {
-        HttpExecutor {
-            name: name.into(),
-            token: token.into(),
-            base: replica.base.clone(),
-            http: reqwest::Client::builder()
-                .pool_max_idle_per_host(1)
-                .build()
-                .unwrap(),
-        }
+        HttpExecutor(testkit::HttpExecutor::at(&replica.base, name, token))
     }
 
     pub async fn assign(&self, timeout_s: u64, max: u32) -> Poll {
-        let response = self
-            .http
-            .post(format!(
-                "{}/v1/colonies/bench/assign?timeout={timeout_s}&max={max}",
-                self.base
-            ))
-            .bearer_auth(&self.token)
-            .send()
-            .await;
-        match response {
-            Err(_) => Poll::Failed,
-            Ok(r) if r.status() == 204 => Poll::Empty,
-            Ok(r) if r.status() == 200 => match r.json::<Vec<Value>>().await {
-                Ok(v) => Poll::Got(v),
-                Err(_) => Poll::Failed,
-            },
-            Ok(_) => Poll::Failed,
-        }
+        self.0.poll("bench", timeout_s, max).await
     }
 
     pub async fn close(&self, id: i64) -> bool {
-        matches!(
-            self.http
-                .post(format!("{}/v1/processes/{id}/close", self.base))
-                .bearer_auth(&self.token)
-                .body("{}")
-                .send()
-                .await,
-            Ok(r) if r.status() == 204
-        )
+        self.0.try_close(id).await
     }
 }
 
-pub fn ids(processes: &[Value]) -> Vec<i64> {
-    processes.iter().filter_map(|p| p["id"].as_i64()).collect()
+/// The executor's `name`, `token`, `base` and `http` client.
+impl std::ops::Deref for HttpExecutor {
+    type Target = testkit::HttpExecutor;
+    fn deref(&self) -> &testkit::HttpExecutor {
+        &self.0
+    }
 }
 
 /// A progress bar that ticks while a phase runs.

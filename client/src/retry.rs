@@ -123,6 +123,8 @@ mod tests {
         }
     }
 
+    // 502 and 504 come only from a proxy in front of the replicas; the e2e tests (real
+    // coordinators, no proxy) cannot produce them, so this is where their handling is pinned.
     #[test]
     fn lost_answers_move_on_only_for_idempotent_calls() {
         for outcome in [Outcome::Lost, Outcome::Status(502), Outcome::Status(504)] {

@@ -130,7 +130,7 @@ mod tests {
         assert!(text.starts_with("# HELP colony_parked_waiters_by_key "));
         assert!(text.contains("# TYPE colony_parked_waiters_by_key gauge\n"));
         assert_eq!(
-            colony_proto::metrics_text::sum(&text, PARKED_BY_KEY, &[("channel", "ca_x")]),
+            testkit::metrics_text::sum(&text, PARKED_BY_KEY, &[("channel", "ca_x")]),
             2.0
         );
         assert!(text.contains("colony_parked_waiters_by_key{channel=\"ca\\\"y\"} 0\n"));

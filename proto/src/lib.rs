@@ -11,8 +11,6 @@
 //! strings or 10,000-character names all map to a valid name, and two different keys collide only
 //! with probability 2^-128 (never in practice).
 
-pub mod metrics_text;
-
 use sha2::{Digest, Sha256};
 use std::fmt;
 

@@ -174,14 +174,7 @@ async fn the_background_worker_and_three_replicas_reap_each_process_once() {
             .await,
         );
     }
-    eventually("the background reaper runs too", || async {
-        client
-            .query_one("SELECT colony_assign.worker_active()", &[])
-            .await
-            .unwrap()
-            .get::<_, bool>(0)
-    })
-    .await;
+    db.wait_for_worker().await;
     add_executor(&client, "c", "e", "t", None).await;
     let mut specs = Vec::new();
     for retries in [2, 0] {

@@ -117,7 +117,8 @@ async fn a_claim_whose_requester_vanished_goes_back_to_waiting() {
     eventually("assign blocked on the strict lock", || async {
         count(
             &client,
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = 'advisory'",
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
         )
         .await
             == 1

@@ -502,13 +502,37 @@ async fn scan_cursors_never_hide_work_that_was_rolled_back_requeued_or_is_the_on
     assert_eq!(waiting(&client).await, 0);
 }
 
-/// Strict mode never scans from a cursor: in one session too, a process submitted at a higher
-/// priority is the very next one started.
+/// Puts running process `id` back to WAITING with a plain UPDATE. Unlike every entry point that
+/// makes work assignable, this does not bump its queue range's epoch, so a session's scan cursor
+/// past it stays: only a scan from the head finds it (with a cursor, the session gets the next
+/// process after its position instead).
+async fn requeue_behind_the_cursors(client: &tokio_postgres::Client, id: i64) {
+    let updated = client
+        .execute(
+            "UPDATE colony_assign.processes
+             SET state = 0, assigned_executor = NULL, started_at = NULL, exec_deadline = NULL
+             WHERE id = $1 AND state = 1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated, 1, "process {id} was running");
+}
+
+/// Strict mode never scans from a cursor: in one session, a process waiting behind the
+/// session's last claim (where a cursor would start) is the very next one started, and so is a
+/// process submitted at a higher priority.
 #[tokio::test]
 async fn strict_mode_ignores_scan_cursors() {
     let (_db, client) = setup("assign_strict_cursor").await;
     client
         .execute("SELECT colony_assign.set_strict('c', true)", &[])
+        .await
+        .unwrap();
+    // The longest TTL, so that a cursor, if strict mode kept one, would still be in force
+    // however slowly this runs.
+    client
+        .batch_execute("SET colony_assign.scan_cursor_ttl = 60000")
         .await
         .unwrap();
     add_executor(&client, "e", "t", Some("L")).await;
@@ -521,14 +545,22 @@ async fn strict_mode_ignores_scan_cursors() {
     };
     let ids = submit_many(&client, &[located(0), located(0), located(0)]).await;
     assert_eq!(assign(&client, "e", 1).await, vec![ids[0]]);
+    assert_eq!(assign(&client, "e", 1).await, vec![ids[1]]);
+    requeue_behind_the_cursors(&client, ids[0]).await;
+    assert_eq!(
+        assign(&client, "e", 1).await,
+        vec![ids[0]],
+        "scanned from the head (from a cursor it would be {})",
+        ids[2]
+    );
     let urgent = submit(&client, &located(9)).await;
     assert_eq!(assign(&client, "e", 1).await, vec![urgent]);
-    assert_eq!(assign(&client, "e", 1).await, vec![ids[1]]);
+    assert_eq!(assign(&client, "e", 1).await, vec![ids[2]]);
 }
 
-/// `colony_assign.scan_cursor_ttl = 0` turns the cursors off for a session: it sees a
-/// higher-priority process next, as strict mode does; with cursors on (the default TTL) it is
-/// the session's own position that decides until the cursor expires.
+/// `colony_assign.scan_cursor_ttl = 0` turns the cursors off for a session: every scan starts
+/// at the head, so a process waiting behind the session's last claim is the next one it gets,
+/// each time.
 #[tokio::test]
 async fn a_zero_scan_cursor_ttl_scans_from_the_head_every_time() {
     let (_db, client) = setup("assign_cursor_ttl").await;
@@ -538,11 +570,28 @@ async fn a_zero_scan_cursor_ttl_scans_from_the_head_every_time() {
         .await
         .unwrap();
     let anywhere = |priority: i32| spec("t", json!({}), json!({"priority": priority}));
-    let ids = submit_many(&client, &[anywhere(0), anywhere(0), anywhere(0)]).await;
+    let ids = submit_many(
+        &client,
+        &[anywhere(0), anywhere(0), anywhere(0), anywhere(0)],
+    )
+    .await;
     assert_eq!(assign(&client, "e", 1).await, vec![ids[0]]);
-    let urgent = submit(&client, &anywhere(9)).await;
-    assert_eq!(assign(&client, "e", 1).await, vec![urgent]);
     assert_eq!(assign(&client, "e", 1).await, vec![ids[1]]);
+    requeue_behind_the_cursors(&client, ids[0]).await;
+    assert_eq!(
+        assign(&client, "e", 1).await,
+        vec![ids[0]],
+        "scanned from the head (from a cursor it would be {})",
+        ids[2]
+    );
+    assert_eq!(assign(&client, "e", 1).await, vec![ids[2]]);
+    requeue_behind_the_cursors(&client, ids[1]).await;
+    assert_eq!(
+        assign(&client, "e", 1).await,
+        vec![ids[1]],
+        "again from the head (from a cursor it would be {})",
+        ids[3]
+    );
     // Out of range is refused, and the setting stays.
     let refused = client
         .batch_execute("SET colony_assign.scan_cursor_ttl = -1")

@@ -233,17 +233,7 @@ async fn the_background_worker_reaps_without_being_asked() {
     )
     .await;
     assert_eq!(assign(&client, "e", 1).await, vec![id]);
-    eventually(
-        "the launcher started a reaper for this database",
-        || async {
-            client
-                .query_one("SELECT colony_assign.worker_active()", &[])
-                .await
-                .unwrap()
-                .get::<_, bool>(0)
-        },
-    )
-    .await;
+    db.wait_for_worker().await;
     client
         .execute("UPDATE colony_assign.processes SET exec_deadline = now() - interval '1 s' WHERE id = $1", &[&id])
         .await

@@ -55,7 +55,7 @@ async fn sql_and_rust_derive_the_same_channels() {
 }
 
 #[tokio::test]
-async fn each_process_notifies_exactly_its_key_after_commit() {
+async fn each_process_notifies_exactly_its_key() {
     let (db, client) = setup("notify_keys").await;
     let mut listener = db
         .listener(&[
@@ -221,8 +221,12 @@ async fn running_process(client: &Client, executor: &str, extra: serde_json::Val
     id
 }
 
+/// The paths that put running work back to WAITING notify its key: an execution timeout
+/// (reap), an undeliverable claim (release), a removed executor; and resume() notifies every key
+/// with waiting work. (A silent executor's requeue is checked in lifecycle.rs, a workflow
+/// child's release in workflows.rs, the end of a preferred-location wait in placement.rs.)
 #[tokio::test]
-async fn every_path_that_makes_work_assignable_notifies() {
+async fn reap_release_remove_executor_and_resume_notify() {
     let (db, client) = setup("notify_requeue").await;
     add_executor(&client, "e", "t", Some("A")).await;
     let mut listener = db.listener(&[location("A")]).await;
@@ -239,6 +243,21 @@ async fn every_path_that_makes_work_assignable_notifies() {
         .await
         .unwrap();
     assert_eq!(row.get::<_, i64>("requeued"), 1);
+    assert_eq!(
+        listener.drain(&client).await,
+        vec![(location("A"), "1".into())]
+    );
+
+    // release(): a claim the coordinator could not deliver comes back at once.
+    assert_eq!(assign(&client, "e", 1).await, vec![id]);
+    listener.drain(&client).await;
+    client
+        .execute(
+            "SELECT colony_assign.release('c', 'e', ARRAY[$1::bigint])",
+            &[&id],
+        )
+        .await
+        .unwrap();
     assert_eq!(
         listener.drain(&client).await,
         vec![(location("A"), "1".into())]
@@ -284,14 +303,7 @@ async fn the_worker_relays_notifications_after_commit() {
         .execute("SELECT colony_assign.add_colony('c')", &[])
         .await
         .unwrap();
-    e2e::eventually("the database's worker runs", || async {
-        client
-            .query_one("SELECT colony_assign.worker_active()", &[])
-            .await
-            .unwrap()
-            .get::<_, bool>(0)
-    })
-    .await;
+    db.wait_for_worker().await;
     let worker_pid: i32 = client
         .query_one("SELECT pid FROM pg_stat_activity WHERE backend_type = 'colony_assign worker' AND datname = current_database()", &[])
         .await

@@ -165,14 +165,7 @@ async fn the_worker_releases_and_wakes_when_the_wait_ends() {
         .collect::<futures_util::future::JoinAll<_>>()
         .await;
     let (p_key, broadcast) = (channels[0].clone(), channels[1].clone());
-    e2e::eventually("the database's worker runs", || async {
-        client
-            .query_one("SELECT colony_assign.worker_active()", &[])
-            .await
-            .unwrap()
-            .get::<_, bool>(0)
-    })
-    .await;
+    db.wait_for_worker().await;
     let mut listener = db.listener(&channels).await;
     let submitted = Instant::now();
     let id = submit(&client, &preferring("P", 2, 0)).await;

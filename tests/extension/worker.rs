@@ -18,10 +18,12 @@ async fn worker_pid(client: &tokio_postgres::Client) -> Option<i32> {
         .map(|r| r.get(0))
 }
 
-/// The install script wakes the launcher at its commit: the new database's worker runs within
-/// about a second (the launcher's own round is 10 s).
+/// The install script wakes the launcher at its commit, so the new database's worker runs
+/// within about a second. What is checked is looser, to hold on a busy machine: within half the
+/// launcher's own 10 s round (without the wake-up, the round starts it 0-10 s later, so this
+/// fails about every other run).
 #[tokio::test]
-async fn a_new_database_gets_its_worker_within_about_a_second() {
+async fn a_new_database_gets_its_worker_within_half_the_launchers_round() {
     let started = Instant::now();
     let db = TestDb::with_reaper("worker_start", 1000).await;
     let client = db.client().await;
@@ -149,7 +151,9 @@ async fn sigterm_ends_a_worker_waiting_for_synchronous_replication() {
     eventually("the worker waits in SyncRep", || async {
         client
             .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'colony_assign worker' AND wait_event = 'SyncRep'",
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND backend_type = 'colony_assign worker'
+                   AND wait_event = 'SyncRep'",
                 &[],
             )
             .await

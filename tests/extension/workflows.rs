@@ -360,7 +360,8 @@ async fn two_parents_closing_at_once_release_their_child_exactly_once() {
     e2e::eventually("second close waits for the child's row lock", || async {
         client
             .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
                 &[],
             )
             .await

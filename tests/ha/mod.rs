@@ -26,15 +26,15 @@
 //! - `HA_KILL` (optional): `node` to kill the whole node from the first kill;
 //! - `HA_RESULTS` (optional): a file the summary lines are appended to.
 
-use futures_util::StreamExt;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use testkit::{metrics_text, try_connect as connect, within};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Notification};
+use tokio_postgres::{Client, Config, Notification};
 
 const SUBMITTERS: usize = 3;
 const SQL_EXECUTORS: usize = 1;
@@ -61,24 +61,6 @@ fn var(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!("{name} is not set: run this test through `bash scripts/ha test`")
     })
-}
-
-/// Connects and drives the connection on a task; notifications go to the receiver, which
-/// ends when the connection does.
-async fn connect(
-    config: &Config,
-) -> Result<(Client, mpsc::UnboundedReceiver<Notification>), tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(NoTls).await?;
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(Ok(message)) = messages.next().await {
-            if let AsyncMessage::Notification(n) = message {
-                let _ = tx.send(n);
-            }
-        }
-    });
-    Ok((client, rx))
 }
 
 /// One acknowledged submit: when its (last) attempt began and was answered, and which server
@@ -453,22 +435,8 @@ async fn probe(base: String, token: String, colony: String) -> (f64, i64) {
 
 async fn metric(http: &reqwest::Client, base: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     match http.get(format!("{base}/metrics")).send().await {
-        Ok(r) => colony_proto::metrics_text::sum(&r.text().await.unwrap_or_default(), name, labels),
+        Ok(r) => metrics_text::sum(&r.text().await.unwrap_or_default(), name, labels),
         Err(_) => f64::NAN,
-    }
-}
-
-/// Polls `condition` every 50 ms until it holds or `limit` passes; whether it held.
-async fn within<F: FnMut() -> bool>(limit: Duration, mut condition: F) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if condition() {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -587,7 +555,9 @@ async fn failover_loses_no_acknowledged_work_and_clients_resume_on_the_new_prima
     }
     let warm = within(Duration::from_secs(30), || {
         let s = seen(&shared);
-        s.submits.len() >= 100 && names.iter().all(|n| s.last_ok.contains_key(n))
+        std::future::ready(
+            s.submits.len() >= 100 && names.iter().all(|n| s.last_ok.contains_key(n)),
+        )
     })
     .await;
     assert!(
@@ -694,7 +664,10 @@ async fn failover_loses_no_acknowledged_work_and_clients_resume_on_the_new_prima
         // commit the standby confirms (it is replicated, nothing is lost): not the end of the outage.
         let after =
             |a: &Ack| a.started > t_kill && (a.port != port || a.postmaster_started > t_kill);
-        let ok = within(RESUME_DEADLINE, || seen(&shared).submits.iter().any(after)).await;
+        let ok = within(RESUME_DEADLINE, || {
+            std::future::ready(seen(&shared).submits.iter().any(after))
+        })
+        .await;
         let (outage, on_port) = {
             let s = seen(&shared);
             s.submits
@@ -737,12 +710,14 @@ async fn failover_loses_no_acknowledged_work_and_clients_resume_on_the_new_prima
     // Everyone works on the new primary by themselves.
     let resumed = within(RESUME_DEADLINE, || {
         let s = seen(&shared);
-        names
-            .iter()
-            .all(|n| s.last_ok.get(n).is_some_and(|t| *t > t_kill))
-            && s.submits
+        std::future::ready(
+            names
                 .iter()
-                .any(|a| a.started > t_kill && a.port != old_port)
+                .all(|n| s.last_ok.get(n).is_some_and(|t| *t > t_kill))
+                && s.submits
+                    .iter()
+                    .any(|a| a.started > t_kill && a.port != old_port),
+        )
     })
     .await;
     {
@@ -767,10 +742,12 @@ async fn failover_loses_no_acknowledged_work_and_clients_resume_on_the_new_prima
     let resumed_at = epoch();
     let steady = within(RESUME_DEADLINE, || {
         let s = seen(&shared);
-        s.submits.iter().filter(|a| a.started > resumed_at).count() >= 200
-            && names
-                .iter()
-                .all(|n| s.last_ok.get(n).is_some_and(|t| *t > resumed_at))
+        std::future::ready(
+            s.submits.iter().filter(|a| a.started > resumed_at).count() >= 200
+                && names
+                    .iter()
+                    .all(|n| s.last_ok.get(n).is_some_and(|t| *t > resumed_at)),
+        )
     })
     .await;
     if !steady {

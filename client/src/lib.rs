@@ -80,11 +80,16 @@
 //! [`Client::close_many`] per item. The same 409 on a first attempt (closing twice) is an
 //! error.
 
+mod admin;
 mod error;
 mod replicas;
 pub mod retry;
 mod types;
 
+pub use admin::{
+    Colony, ColonyPage, CreatedExecutor, ExecutorPage, ExecutorStatus, ProcessFilter, ProcessOrder,
+    ProcessPage, ProcessSummary, Queue,
+};
 pub use error::{Error, Result};
 pub use replicas::Health;
 pub use retry::Safety;

@@ -89,7 +89,7 @@ pub struct Config {
 
     /// If the LISTEN connection has been silent this long, the notifier pings it; a ping that
     /// does not answer within the same time counts as a dead connection. Detects a silently
-    /// dropped link within about twice this.
+    /// dropped link within twice this (1.5 s by default).
     #[arg(long, env = "COLONY_LISTEN_PING_MS", default_value_t = 750)]
     pub listen_ping_ms: u64,
 

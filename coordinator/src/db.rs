@@ -2,13 +2,18 @@
 //! `db/*.sql`; everything the coordinator does goes through colony_assign's functions (it has
 //! no table privileges of its own).
 
+use crate::api;
+use crate::auth::Admin;
 use crate::batch::Batcher;
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StartupError};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::time::Duration;
 use tokio_postgres::NoTls;
+use tokio_postgres::Row;
+use tokio_postgres::types::FromSql;
 
 const ASSIGN_BATCH: &str = include_str!("db/assign_batch.sql");
 const AUTHENTICATE: &str = include_str!("db/authenticate.sql");
@@ -20,7 +25,6 @@ const PROCESS: &str = include_str!("db/process.sql");
 const STATS: &str = include_str!("db/stats.sql");
 const RELEASE: &str = include_str!("db/release.sql");
 const BACKLOG: &str = include_str!("db/backlog.sql");
-const CHANNELS: &str = include_str!("db/channels.sql");
 const PING: &str = include_str!("db/ping.sql");
 const SUBMIT_WORKFLOW: &str = include_str!("db/submit_workflow.sql");
 const WORKFLOW: &str = include_str!("db/workflow.sql");
@@ -29,6 +33,19 @@ const LOG: &str = include_str!("db/log.sql");
 const LOGS: &str = include_str!("db/logs.sql");
 const REAP: &str = include_str!("db/reap.sql");
 const WORKER_ACTIVE: &str = include_str!("db/worker_active.sql");
+const AUTHENTICATE_ADMIN: &str = include_str!("db/authenticate_admin.sql");
+const CANCEL: &str = include_str!("db/cancel.sql");
+const ADMIN_ADD_COLONY: &str = include_str!("db/admin_add_colony.sql");
+const ADMIN_REMOVE_COLONY: &str = include_str!("db/admin_remove_colony.sql");
+const ADMIN_ADD_EXECUTOR: &str = include_str!("db/admin_add_executor.sql");
+const ADMIN_REMOVE_EXECUTOR: &str = include_str!("db/admin_remove_executor.sql");
+const ADMIN_PAUSE: &str = include_str!("db/admin_pause.sql");
+const ADMIN_RESUME: &str = include_str!("db/admin_resume.sql");
+const ADMIN_SET_STRICT: &str = include_str!("db/admin_set_strict.sql");
+const LIST_COLONIES: &str = include_str!("db/list_colonies.sql");
+const LIST_EXECUTORS: &str = include_str!("db/list_executors.sql");
+const LIST_PROCESSES: &str = include_str!("db/list_processes.sql");
+const QUEUES: &str = include_str!("db/queues.sql");
 
 /// An executor as its bearer token identifies it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,12 +56,30 @@ pub struct Executor {
     pub location: Option<String>,
 }
 
-/// Connection settings shared by the pool and the LISTEN connection.
-pub fn pg_config(config: &Config) -> Result<tokio_postgres::Config> {
+/// What `list_processes` filters and where it starts (`None` = no filter).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessFilter {
+    pub state: Option<i32>,
+    pub executor_type: Option<String>,
+    pub location: Option<String>,
+    pub executor: Option<String>,
+    pub workflow_id: Option<i64>,
+    /// RFC 3339 text; PostgreSQL parses it.
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// `submitted` or `ended`.
+    pub order: String,
+    pub after: Option<String>,
+    pub limit: i32,
+}
+
+/// Connection settings shared by the pool and the LISTEN connection. A string that does not
+/// parse is a start-up error: `run()` calls this before anything else.
+pub fn pg_config(config: &Config) -> Result<tokio_postgres::Config, StartupError> {
     let mut pg: tokio_postgres::Config = config
         .database_url
         .parse()
-        .map_err(|e| Error::BadRequest(format!("invalid --database-url: {e}")))?;
+        .map_err(StartupError::DatabaseUrl)?;
     pg.application_name(format!("colony-coordinator {}", config.replica_name()))
         .connect_timeout(config.pool_timeout())
         .keepalives(true)
@@ -65,7 +100,7 @@ pub struct Db {
 }
 
 impl Db {
-    pub fn new(config: &Config) -> Result<Db> {
+    pub fn new(config: &Config) -> Result<Db, StartupError> {
         let manager = Manager::from_config(
             pg_config(config)?,
             NoTls,
@@ -82,7 +117,7 @@ impl Db {
             .recycle_timeout(Some(config.pool_timeout()))
             .runtime(Runtime::Tokio1)
             .build()
-            .map_err(|e| Error::Internal(format!("building the pool: {e}")))?;
+            .map_err(|e| StartupError::Pool(e.to_string()))?;
         let in_flight = usize::from(config.batch_in_flight);
         let max_batch = usize::from(config.batch_max);
         let assigns = {
@@ -137,12 +172,28 @@ impl Db {
 
     pub async fn authenticate(&self, token: &str) -> Result<Option<Executor>> {
         let rows = self.query(AUTHENTICATE, &[&token]).await?;
-        Ok(rows.first().map(|r| Executor {
-            colony: r.get(0),
-            name: r.get(1),
-            executor_type: r.get(2),
-            location: r.get(3),
-        }))
+        rows.first()
+            .map(|r| {
+                Ok(Executor {
+                    colony: column(r, 0, "authenticate")?,
+                    name: column(r, 1, "authenticate")?,
+                    executor_type: column(r, 2, "authenticate")?,
+                    location: column(r, 3, "authenticate")?,
+                })
+            })
+            .transpose()
+    }
+
+    pub async fn authenticate_admin(&self, token: &str) -> Result<Option<Admin>> {
+        let rows = self.query(AUTHENTICATE_ADMIN, &[&token]).await?;
+        rows.first()
+            .map(|r| {
+                Ok(Admin {
+                    name: column(r, 0, "authenticate_admin")?,
+                    colonies: column(r, 1, "authenticate_admin")?,
+                })
+            })
+            .transpose()
     }
 
     pub async fn submit(
@@ -154,7 +205,7 @@ impl Db {
         let rows = self
             .query(SUBMIT, &[&colony, specs, &idempotency_key])
             .await?;
-        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+        rows.iter().map(|r| column(r, 0, "submit_many")).collect()
     }
 
     /// Closes one process (coalesced with concurrent closes, batch.rs).
@@ -174,14 +225,19 @@ impl Db {
         &self,
         executor: &Executor,
         closes: &Value,
-    ) -> Result<Vec<(i64, bool, Option<String>)>> {
+    ) -> Result<Vec<api::Closed>> {
         let rows = self
             .query(CLOSE_MANY, &[&executor.name, closes, &executor.colony])
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect())
+        rows.iter()
+            .map(|r| {
+                Ok(api::Closed {
+                    id: column(r, 0, "close_many")?,
+                    closed: column(r, 1, "close_many")?,
+                    error: column(r, 2, "close_many")?,
+                })
+            })
+            .collect()
     }
 
     pub async fn fail_process(
@@ -195,12 +251,14 @@ impl Db {
             .map(drop)
     }
 
-    pub async fn process(&self, id: i64) -> Result<Value> {
-        Ok(self.query(PROCESS, &[&id]).await?.remove(0).get(0))
+    pub async fn process(&self, id: i64) -> Result<api::Process> {
+        let rows = self.query(PROCESS, &[&id]).await?;
+        decode_json(single(&rows, "process")?, 0, "process")
     }
 
-    pub async fn stats(&self, colony: &str) -> Result<Value> {
-        Ok(self.query(STATS, &[&colony]).await?.remove(0).get(0))
+    pub async fn stats(&self, colony: &str) -> Result<api::Stats> {
+        let rows = self.query(STATS, &[&colony]).await?;
+        decode_json(single(&rows, "stats")?, 0, "stats")
     }
 
     /// Gives back processes whose long-poll answer could not be delivered (logged, never
@@ -209,23 +267,14 @@ impl Db {
         give_back(self.pool.clone(), executor, ids).await
     }
 
-    pub async fn channels(&self, executor: &Executor) -> Result<Vec<String>> {
-        let rows = self
-            .query(CHANNELS, &[&executor.colony, &executor.name])
-            .await?;
-        Ok(rows.into_iter().map(|r| r.get(0)).collect())
-    }
-
     pub async fn submit_workflow(&self, colony: &str, specs: &Value) -> Result<i64> {
-        Ok(self
-            .query(SUBMIT_WORKFLOW, &[&colony, specs])
-            .await?
-            .remove(0)
-            .get(0))
+        let rows = self.query(SUBMIT_WORKFLOW, &[&colony, specs]).await?;
+        column(single(&rows, "submit_workflow")?, 0, "submit_workflow")
     }
 
     pub async fn workflow(&self, id: i64) -> Result<Value> {
-        Ok(self.query(WORKFLOW, &[&id]).await?.remove(0).get(0))
+        let rows = self.query(WORKFLOW, &[&id]).await?;
+        column(single(&rows, "workflow")?, 0, "workflow")
     }
 
     pub async fn heartbeat(&self, executor: &Executor) -> Result<()> {
@@ -240,18 +289,158 @@ impl Db {
             .map(drop)
     }
 
-    pub async fn logs(&self, id: i64) -> Result<Value> {
-        Ok(self.query(LOGS, &[&id]).await?.remove(0).get(0))
+    pub async fn logs(&self, id: i64) -> Result<Vec<api::LogEntry>> {
+        let rows = self.query(LOGS, &[&id]).await?;
+        decode_json(single(&rows, "logs")?, 0, "logs")
     }
 
     /// One reap() pass: (requeued, failed, stale executors, deleted, more to do).
     pub async fn reap(&self) -> Result<(i64, i64, i64, i64, bool)> {
-        let row = self.query(REAP, &[]).await?.remove(0);
-        Ok((row.get(0), row.get(1), row.get(2), row.get(3), row.get(4)))
+        let rows = self.query(REAP, &[]).await?;
+        let row = single(&rows, "reap")?;
+        Ok((
+            column(row, 0, "reap")?,
+            column(row, 1, "reap")?,
+            column(row, 2, "reap")?,
+            column(row, 3, "reap")?,
+            column(row, 4, "reap")?,
+        ))
     }
 
     pub async fn worker_active(&self) -> Result<bool> {
-        Ok(self.query(WORKER_ACTIVE, &[]).await?.remove(0).get(0))
+        let rows = self.query(WORKER_ACTIVE, &[]).await?;
+        column(single(&rows, "worker_active")?, 0, "worker_active")
+    }
+
+    /// Cancels a WAITING or RUNNING process (and its workflow descendants).
+    pub async fn cancel(&self, id: i64) -> Result<()> {
+        self.query(CANCEL, &[&id]).await.map(drop)
+    }
+
+    // What only admins may do: each call carries the admin's token, which the database checks
+    // (with its colony scope) in the same transaction as the change.
+
+    pub async fn add_colony(&self, admin_token: &str, name: &str) -> Result<()> {
+        self.query(ADMIN_ADD_COLONY, &[&admin_token, &name])
+            .await
+            .map(drop)
+    }
+
+    pub async fn remove_colony(&self, admin_token: &str, name: &str) -> Result<()> {
+        self.query(ADMIN_REMOVE_COLONY, &[&admin_token, &name])
+            .await
+            .map(drop)
+    }
+
+    /// The new executor's bearer token.
+    pub async fn add_executor(
+        &self,
+        admin_token: &str,
+        colony: &str,
+        name: &str,
+        executor_type: &str,
+        location: Option<&str>,
+    ) -> Result<String> {
+        let rows = self
+            .query(
+                ADMIN_ADD_EXECUTOR,
+                &[&admin_token, &colony, &name, &executor_type, &location],
+            )
+            .await?;
+        column(single(&rows, "add_executor")?, 0, "add_executor")
+    }
+
+    pub async fn remove_executor(&self, admin_token: &str, colony: &str, name: &str) -> Result<()> {
+        self.query(ADMIN_REMOVE_EXECUTOR, &[&admin_token, &colony, &name])
+            .await
+            .map(drop)
+    }
+
+    pub async fn pause(&self, admin_token: &str, colony: &str) -> Result<()> {
+        self.query(ADMIN_PAUSE, &[&admin_token, &colony])
+            .await
+            .map(drop)
+    }
+
+    pub async fn resume(&self, admin_token: &str, colony: &str) -> Result<()> {
+        self.query(ADMIN_RESUME, &[&admin_token, &colony])
+            .await
+            .map(drop)
+    }
+
+    pub async fn set_strict(&self, admin_token: &str, colony: &str, strict: bool) -> Result<()> {
+        self.query(ADMIN_SET_STRICT, &[&admin_token, &colony, &strict])
+            .await
+            .map(drop)
+    }
+
+    /// A page of colonies by name; `within` (a scoped admin's list) limits it to those.
+    pub async fn list_colonies(
+        &self,
+        within: Option<&[String]>,
+        after: Option<&str>,
+        limit: i32,
+    ) -> Result<api::ColonyPage> {
+        let rows = self
+            .query(LIST_COLONIES, &[&within, &after, &limit])
+            .await?;
+        let (colonies, next) = page(&rows, "list_colonies")?;
+        Ok(api::ColonyPage { colonies, next })
+    }
+
+    pub async fn list_executors(
+        &self,
+        colony: &str,
+        after: Option<&str>,
+        limit: i32,
+    ) -> Result<api::ExecutorPage> {
+        let rows = self
+            .query(LIST_EXECUTORS, &[&colony, &after, &limit])
+            .await?;
+        let (executors, next) = page(&rows, "list_executors")?;
+        Ok(api::ExecutorPage { executors, next })
+    }
+
+    pub async fn list_processes(
+        &self,
+        colony: &str,
+        filter: &ProcessFilter,
+    ) -> Result<api::ProcessPage> {
+        let rows = self
+            .query(
+                LIST_PROCESSES,
+                &[
+                    &colony,
+                    &filter.state,
+                    &filter.executor_type,
+                    &filter.location,
+                    &filter.executor,
+                    &filter.workflow_id,
+                    &filter.since,
+                    &filter.until,
+                    &filter.order,
+                    &filter.after,
+                    &filter.limit,
+                ],
+            )
+            .await?;
+        let (processes, next) = page(&rows, "list_processes")?;
+        Ok(api::ProcessPage { processes, next })
+    }
+
+    pub async fn queues(&self, colony: &str) -> Result<Vec<api::Queue>> {
+        let rows = self.query(QUEUES, &[&colony]).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(api::Queue {
+                    executor_type: column(r, 0, "queues")?,
+                    location: column(r, 1, "queues")?,
+                    waiting: column(r, 2, "queues")?,
+                    oldest_submitted_at: column(r, 3, "queues")?,
+                    oldest_age_s: column(r, 4, "queues")?,
+                })
+            })
+            .collect()
     }
 
     /// (index into the arrays, assignable processes) for every key that has work.
@@ -268,15 +457,40 @@ impl Db {
                 &[&colonies, &executor_types, &locations, &executors],
             )
             .await?;
-        Ok(rows
-            .iter()
+        rows.iter()
             .map(|r| {
-                let index: i32 = r.get(0);
-                let waiting: i32 = r.get(1);
-                ((index - 1) as usize, waiting as u64)
+                let index: i32 = column(r, 0, "backlog")?;
+                let waiting: i32 = column(r, 1, "backlog")?;
+                Ok(((index - 1) as usize, waiting as u64))
             })
-            .collect())
+            .collect()
     }
+}
+
+/// Column `index` of a row of `what`. A value that does not decode (a type that changed under
+/// us) is a 500 with the reason logged, never a panic in a handler.
+fn column<'a, T: FromSql<'a>>(row: &'a Row, index: usize, what: &str) -> Result<T> {
+    row.try_get(index)
+        .map_err(|e| Error::Internal(format!("decoding column {index} of {what}: {e}")))
+}
+
+/// The one row a call returns.
+fn single<'a>(rows: &'a [Row], what: &str) -> Result<&'a Row> {
+    rows.first()
+        .ok_or_else(|| Error::Internal(format!("{what} returned no row")))
+}
+
+/// A JSON column decoded into the API type it is documented as.
+fn decode_json<T: DeserializeOwned>(row: &Row, index: usize, what: &str) -> Result<T> {
+    let value: Value = column(row, index, what)?;
+    serde_json::from_value(value)
+        .map_err(|e| Error::Internal(format!("decoding the JSON of {what}: {e}")))
+}
+
+/// A listing's page: `(items jsonb, next text)`.
+fn page<T: DeserializeOwned>(rows: &[Row], what: &str) -> Result<(Vec<T>, Option<String>)> {
+    let row = single(rows, what)?;
+    Ok((decode_json(row, 0, what)?, column(row, 1, what)?))
 }
 
 async fn query(
@@ -313,18 +527,23 @@ async fn assign_batch(
     let maxes: Vec<i32> = requests.iter().map(|(_, max)| *max).collect();
     let rows = query(&pool, ASSIGN_BATCH, &[&colonies, &names, &maxes]).await?;
     let mut out: Vec<Result<Vec<Value>>> = requests.iter().map(|_| Ok(Vec::new())).collect();
-    for row in rows {
-        let request: i32 = row.try_get(0).map_err(Error::from_db)?;
+    for row in &rows {
+        let request: i32 = column(row, 0, "assign_batch")?;
         let slot = out
             .get_mut((request - 1) as usize)
             .ok_or_else(|| Error::Internal(format!("assign_batch answered request {request}")))?;
-        match row.try_get::<_, Option<Value>>(1).map_err(Error::from_db)? {
+        match column::<Option<Value>>(row, 1, "assign_batch")? {
             Some(process) => {
                 if let Ok(processes) = slot {
                     processes.push(process);
                 }
             }
-            None => *slot = Err(refused(row.get(2), row.get(3))),
+            None => {
+                *slot = Err(refused(
+                    column(row, 2, "assign_batch")?,
+                    column(row, 3, "assign_batch")?,
+                ))
+            }
         }
     }
     Ok(out)
@@ -340,13 +559,13 @@ async fn close_batch(pool: Pool, requests: Vec<Close>) -> Result<Vec<Result<()>>
     let colonies: Vec<&str> = requests.iter().map(|(_, e, _)| e.colony.as_str()).collect();
     let rows = query(&pool, CLOSE_BATCH, &[&ids, &names, &outputs, &colonies]).await?;
     let mut out: Vec<Result<()>> = requests.iter().map(|_| Ok(())).collect();
-    for row in rows {
-        let request: i32 = row.try_get(0).map_err(Error::from_db)?;
-        let sqlstate: Option<String> = row.try_get(1).map_err(Error::from_db)?;
+    for row in &rows {
+        let request: i32 = column(row, 0, "close_batch")?;
+        let sqlstate: Option<String> = column(row, 1, "close_batch")?;
         if sqlstate.is_some()
             && let Some(slot) = out.get_mut((request - 1) as usize)
         {
-            *slot = Err(refused(sqlstate, row.get(2)));
+            *slot = Err(refused(sqlstate, column(row, 2, "close_batch")?));
         }
     }
     Ok(out)
@@ -363,7 +582,11 @@ pub async fn give_back(pool: Pool, executor: Executor, ids: Vec<i64>) {
         return;
     }
     let result = query(&pool, RELEASE, &[&executor.colony, &executor.name, &ids]).await;
-    match result.map(|rows| rows.first().map_or(0, |r| r.get::<_, i64>(0))) {
+    let released = result.and_then(|rows| match rows.first() {
+        Some(row) => column::<i64>(row, 0, "release"),
+        None => Ok(0),
+    });
+    match released {
         Ok(n) => {
             metrics::counter!(crate::metrics::RELEASED).increment(n as u64);
             tracing::info!(executor = %executor.name, colony = %executor.colony, released = n,

@@ -1,19 +1,24 @@
-//! The coordinator's one error type. How each variant becomes an HTTP status lives in
-//! `http/error.rs`, the only place that decides it.
+//! The coordinator's error types: [`Error`], what a request can fail with (how each variant
+//! becomes an HTTP status lives in `http/error.rs`, the only place that decides it), and
+//! [`StartupError`], why the coordinator could not start (never an HTTP answer).
 
 use tokio_postgres::error::SqlState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Return `401 Unauthorized`: no bearer token, or one no executor has.
+    /// Return `401 Unauthorized`: no bearer token, or one no executor or admin has.
     #[error("{0}")]
     Unauthorized(&'static str),
-    /// Return `403 Forbidden`: authenticated but not allowed (another colony).
+    /// Return `403 Forbidden`: authenticated but not allowed (an admin token on an executor's
+    /// route, an executor token on an admin route).
     #[error("{0}")]
     Forbidden(String),
     /// Return `404 Not Found`.
     #[error("{0}")]
     NotFound(String),
+    /// Return `405 Method Not Allowed`: the path exists, not with this method.
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// Return `400 Bad Request`: malformed JSON, parameters or values.
     #[error("{0}")]
     BadRequest(String),
@@ -35,7 +40,8 @@ pub enum Error {
     #[error("shutting down")]
     ShuttingDown,
     /// An error raised by a colony_assign SQL function; the status follows its SQLSTATE
-    /// (22xxx 400, P0002 404, 42501 403, 55000/23505 409, 54000 413, others 500).
+    /// (`http/error.rs`: invalid input 400, 28000 401, 42501 403, P0002 404, 55000/23505 409,
+    /// 54000 413, others 500).
     #[error(transparent)]
     Database(#[from] tokio_postgres::Error),
     /// What a batched call reported for one of its requests: the SQLSTATE and message the
@@ -63,6 +69,7 @@ impl Error {
             Error::Unauthorized(m) => Error::Unauthorized(m),
             Error::Forbidden(m) => Error::Forbidden(m.clone()),
             Error::NotFound(m) => Error::NotFound(m.clone()),
+            Error::MethodNotAllowed(m) => Error::MethodNotAllowed(m.clone()),
             Error::BadRequest(m) => Error::BadRequest(m.clone()),
             Error::PayloadTooLarge(n) => Error::PayloadTooLarge(*n),
             Error::RequestTimeout(d) => Error::RequestTimeout(*d),
@@ -103,3 +110,20 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why the coordinator could not start: reported on stderr with a non-zero exit.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// `--database-url` is not a connection string. The value itself is not repeated: it may
+    /// hold a password.
+    #[error("invalid --database-url: {0}")]
+    DatabaseUrl(#[source] tokio_postgres::Error),
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("building the connection pool: {0}")]
+    Pool(String),
+}

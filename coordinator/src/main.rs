@@ -28,7 +28,18 @@ async fn main() -> std::process::ExitCode {
     match coordinator::run(config, shutdown).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "coordinator failed");
+            // Plainly on stderr, whatever RUST_LOG lets through: the operator must see it.
+            let mut line = format!("colony-coordinator: cannot start: {e}");
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                let text = c.to_string();
+                if !line.ends_with(&text) {
+                    line.push_str(": ");
+                    line.push_str(&text);
+                }
+                cause = c.source();
+            }
+            eprintln!("{line}");
             std::process::ExitCode::FAILURE
         }
     }

@@ -9,7 +9,7 @@
 use metrics_exporter_prometheus::formatting::{
     sanitize_label_value, write_help_line, write_type_line,
 };
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 pub const NOTIFICATIONS: &str = "colony_notifications_received_total";
 pub const WAKES: &str = "colony_wakes_total";
@@ -29,9 +29,11 @@ pub const QUEUE_OVERFLOWS: &str = "colony_queue_overflows_total";
 
 const PARKED_BY_KEY_HELP: &str = "Long-polls parked per location or broadcast key (channel name) this replica listens on; the series goes when the channel is UNLISTENed.";
 
-/// Installs the global recorder and describes every metric.
-pub fn install() -> PrometheusHandle {
-    let handle = PrometheusBuilder::new()
+/// A recorder with this crate's histogram buckets, not installed anywhere: `install()` makes
+/// it the process's global one; in-process tests keep theirs local
+/// (`metrics::set_default_local_recorder`) and hand its `handle()` to the router.
+pub fn recorder() -> PrometheusRecorder {
+    PrometheusBuilder::new()
         .set_buckets_for_metric(
             metrics_exporter_prometheus::Matcher::Full(ASSIGN_SECONDS.into()),
             &[
@@ -44,8 +46,15 @@ pub fn install() -> PrometheusHandle {
             &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0],
         )
         .expect("bucket list is not empty")
-        .install_recorder()
-        .expect("the metrics recorder is installed once");
+        .build_recorder()
+}
+
+/// Installs a [`recorder`] as the global recorder (once per process) and describes every
+/// metric.
+pub fn install() -> PrometheusHandle {
+    let recorder = recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).expect("the metrics recorder is installed once");
     metrics::describe_counter!(
         NOTIFICATIONS,
         "Wake-up notifications received from PostgreSQL, by key kind."

@@ -79,6 +79,10 @@ pgrx::extension_sql_file!(
 );
 pgrx::extension_sql_file!("../../sql/identity.sql", requires = ["bootstrap"]);
 pgrx::extension_sql_file!(
+    "../../sql/admin.sql",
+    requires = ["colonies", "executors", "identity"]
+);
+pgrx::extension_sql_file!(
     "../../sql/finalize.sql",
     finalize,
     requires = [

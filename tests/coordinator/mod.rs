@@ -1,10 +1,12 @@
 //! Real coordinator processes over real HTTP against the real extension.
 
+mod admin;
 mod faults;
 mod http_errors;
 mod lifecycle;
 mod limits;
 mod longpoll;
+mod openapi;
 mod replicas;
 mod routing;
 mod shutdown;

@@ -10,17 +10,15 @@
 //! gives them back too.
 
 use super::AppState;
-use super::extract::{Authed, path_text, query};
+use super::extract::{AsExecutor, path_text, query};
 use crate::db::{Db, Executor};
 use crate::error::{Error, Result};
 use crate::metrics as m;
-use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use bytes::Bytes;
 use http_body::Frame;
 use serde_json::Value;
@@ -29,18 +27,41 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/colonies/{colony}/assign", post(long_poll))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(long_poll))
 }
 
 fn longpoll_result(result: &'static str) {
     metrics::counter!(m::LONGPOLLS, "result" => result).increment(1);
 }
 
+/// Long-poll for work as the token's executor.
+///
+/// Registers the executor on its wake-up keys, assigns, and when nothing is there waits (holding
+/// no database connection) for a wake, the timeout or shutdown, and assigns again. Answers 200
+/// with up to `max` processes, now RUNNING and assigned to the executor, in queue order; or 204
+/// when the timeout passes (and on shutdown).
+#[utoipa::path(post, path = "/v1/colonies/{colony}/assign", tag = "executors",
+    params(
+        ("colony" = String, Path, description = "The executor's colony."),
+        ("timeout" = Option<u64>, Query, description = "Seconds to wait, 0..=--max-timeout-s (default --default-timeout-s)."),
+        ("max" = Option<i32>, Query, description = "Most processes to take, 1..=1000 (default 1)."),
+    ),
+    responses(
+        (status = 200, description = "Processes now assigned to the executor.", body = [crate::api::Process]),
+        (status = 204, description = "The timeout passed without work, or the replica is shutting down."),
+        (status = 400, description = "A bad or unknown query parameter.", body = crate::api::ErrorBody),
+        (status = 401, description = "The executor was removed while it waited.", body = crate::api::ErrorBody),
+        (status = 403, description = "An admin token.", body = crate::api::ErrorBody),
+        (status = 404, description = "Another colony than the executor's.", body = crate::api::ErrorBody),
+        (status = 429, description = "The executor has --max-parked-per-executor long-polls parked here already.", body = crate::api::ErrorBody),
+    ))]
 async fn long_poll(
     State(state): State<AppState>,
-    authed: Authed,
+    authed: AsExecutor,
     path: Result<Path<String>, PathRejection>,
     params: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response> {

@@ -1,18 +1,19 @@
-//! The one place that decides HTTP statuses. Every error body is JSON:
+//! The one place that decides HTTP statuses. Every error body is JSON ([`api::ErrorBody`]):
 //! `{"error": {"code": "...", "message": "...", "sqlstate": "..."}}` (sqlstate when the
 //! extension raised it).
 
+use crate::api::{ErrorBody, ErrorDetail};
 use crate::error::Error;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 impl Error {
-    fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -24,11 +25,12 @@ impl Error {
         }
     }
 
-    fn code(status: StatusCode) -> &'static str {
+    pub(crate) fn code(status: StatusCode) -> &'static str {
         match status {
             StatusCode::UNAUTHORIZED => "unauthorized",
             StatusCode::FORBIDDEN => "forbidden",
             StatusCode::NOT_FOUND => "not_found",
+            StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
             StatusCode::BAD_REQUEST => "bad_request",
             StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
             StatusCode::REQUEST_TIMEOUT => "request_timeout",
@@ -43,7 +45,14 @@ impl Error {
 /// The status an extension error's SQLSTATE maps to.
 fn status_of(sqlstate: Option<&str>) -> StatusCode {
     match sqlstate {
-        Some("22023" | "22004" | "22P02" | "22003" | "22001") => StatusCode::BAD_REQUEST,
+        // Invalid input: a bad value, a NULL, text that is not JSON or not a number, a number
+        // or string out of range, a NUL byte (22021), a time that does not parse (22007) or
+        // does not exist (22008).
+        Some("22023" | "22004" | "22P02" | "22003" | "22001" | "22021" | "22007" | "22008") => {
+            StatusCode::BAD_REQUEST
+        }
+        // An admin token removed after this replica cached it: the database had the last word.
+        Some("28000") => StatusCode::UNAUTHORIZED,
         Some("P0002") => StatusCode::NOT_FOUND,
         Some("42501") => StatusCode::FORBIDDEN,
         Some("55000" | "23505") => StatusCode::CONFLICT,
@@ -75,10 +84,13 @@ impl IntoResponse for Error {
         } else {
             tracing::debug!(error = %self, %status, "request refused");
         }
-        let mut body = json!({"error": {"code": Error::code(status), "message": message}});
-        if let Some(sqlstate) = sqlstate {
-            body["error"]["sqlstate"] = json!(sqlstate);
-        }
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: Error::code(status).to_owned(),
+                message,
+                sqlstate,
+            },
+        };
         let mut response = (status, axum::Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response

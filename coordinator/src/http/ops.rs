@@ -1,25 +1,30 @@
 //! Operations endpoints (no authentication): health and Prometheus metrics.
 
 use super::AppState;
+use crate::api;
 use crate::metrics as m;
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
-use serde_json::json;
 use std::time::Duration;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(prometheus))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(prometheus))
 }
 
-/// 200 when the database answers and the LISTEN connection is up; 503 (with which part is
-/// down) otherwise.
-async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+/// Whether this replica can serve: 200 when the database answers and the LISTEN connection is
+/// up; 503 (with which part is down) otherwise.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses(
+        (status = 200, description = "Healthy.", body = api::Health),
+        (status = 503, description = "The database or the LISTEN connection is down.", body = api::Health),
+    ))]
+async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<api::Health>) {
     let database = matches!(
         tokio::time::timeout(Duration::from_secs(2), state.db.ping()).await,
         Ok(Ok(()))
@@ -30,17 +35,28 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        status,
-        Json(json!({
-            "status": if status == StatusCode::OK { "ok" } else { "degraded" },
-            "database": if database { "ok" } else { "unreachable" },
-            "listener": if listener { "connected" } else { "disconnected" },
-            "replica": state.config.replica_name(),
-        })),
-    )
+    let health = api::Health {
+        status: if status == StatusCode::OK {
+            "ok"
+        } else {
+            "degraded"
+        }
+        .into(),
+        database: if database { "ok" } else { "unreachable" }.into(),
+        listener: if listener {
+            "connected"
+        } else {
+            "disconnected"
+        }
+        .into(),
+        replica: state.config.replica_name(),
+    };
+    (status, Json(health))
 }
 
+/// Prometheus metrics (text format; docs/coordinator.md lists them).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format.", body = String, content_type = "text/plain")))]
 async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
     let snapshot = state.notifier.snapshot();
     for (kind, waiters) in &snapshot.waiters_by_kind {

@@ -1,5 +1,6 @@
-//! Control events: what the `ca_control` channel announces (an executor or a whole colony was
-//! removed), published to the parts of this replica that hold what such an event voids.
+//! Control events: what the `ca_control` channel announces (an executor, a whole colony or an
+//! admin token was removed), published to the parts of this replica that hold what such an event
+//! voids.
 
 use crate::db::Executor;
 use serde::Deserialize;
@@ -12,6 +13,8 @@ pub enum ControlEvent {
     ExecutorRemoved { colony: String, executor: String },
     /// `remove_colony()`: the same for every executor of the colony.
     ColonyRemoved { colony: String },
+    /// `remove_admin()`: the admin's token is void.
+    AdminRemoved { admin: String },
     /// The LISTEN connection was down, or this replica dropped notifications because its queue
     /// was full, so removals may have passed unseen: anything learnt from the database before
     /// is suspect.
@@ -27,8 +30,14 @@ impl ControlEvent {
                 e.colony == *colony && e.name == *executor
             }
             ControlEvent::ColonyRemoved { colony } => e.colony == *colony,
-            ControlEvent::MissedWhileDisconnected => false,
+            ControlEvent::AdminRemoved { .. } | ControlEvent::MissedWhileDisconnected => false,
         }
+    }
+
+    /// Whether the event removed the admin named `admin`. (Removing a colony leaves the admin
+    /// tokens that name it: they reach it again if it is re-created.)
+    pub fn removes_admin(&self, admin: &str) -> bool {
+        matches!(self, ControlEvent::AdminRemoved { admin: removed } if removed == admin)
     }
 }
 
@@ -89,6 +98,15 @@ mod tests {
             colony_removed,
             ControlEvent::ColonyRemoved { colony: "c".into() }
         );
+        // As built by remove_admin().
+        let admin_removed: ControlEvent =
+            serde_json::from_str(r#"{"event": "admin_removed", "admin": "root"}"#).unwrap();
+        assert_eq!(
+            admin_removed,
+            ControlEvent::AdminRemoved {
+                admin: "root".into()
+            }
+        );
         for unknown in [
             r#"{"event": "colony_renamed", "colony": "c"}"#,
             r#"{"event": "missed_while_disconnected"}"#,
@@ -115,6 +133,12 @@ mod tests {
         assert!(colony_removed.removes(&executor("c", "f")));
         assert!(!colony_removed.removes(&executor("d", "e")));
         assert!(!ControlEvent::MissedWhileDisconnected.removes(&executor("c", "e")));
+        let admin_removed = ControlEvent::AdminRemoved { admin: "e".into() };
+        assert!(!admin_removed.removes(&executor("c", "e")));
+        assert!(admin_removed.removes_admin("e"));
+        assert!(!admin_removed.removes_admin("f"));
+        assert!(!executor_removed.removes_admin("e"));
+        assert!(!colony_removed.removes_admin("c"));
     }
 
     #[test]

@@ -124,11 +124,8 @@ async fn serve(
 ) -> SessionEnd {
     let ping = shared.config.listen_ping();
     let answer_within = answer_within(&shared.config);
-    let mut ping_tick = tokio::time::interval(ping);
     let mut sweep_tick = tokio::time::interval(IDLE_SWEEP_EVERY);
-    for tick in [&mut ping_tick, &mut sweep_tick] {
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    }
+    sweep_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
     loop {
         tokio::select! {
@@ -156,12 +153,13 @@ async fn serve(
                 shared.listening(&channels);
                 last_heard = Instant::now();
             }
-            _ = ping_tick.tick() => {
-                if last_heard.elapsed() >= ping {
-                    match tokio::time::timeout(ping, client.simple_query("SELECT 1")).await {
-                        Ok(Ok(_)) => last_heard = Instant::now(),
-                        _ => return SessionEnd::Lost("ping unanswered".into()),
-                    }
+            // Pinged exactly `ping` after the last sign of life (not on a fixed tick, which let
+            // up to another `ping` of silence pass first), so a dead link is noticed within
+            // 2 × `ping` of going silent: 1.5 s by default.
+            _ = tokio::time::sleep_until((last_heard + ping).into()) => {
+                match tokio::time::timeout(ping, client.simple_query("SELECT 1")).await {
+                    Ok(Ok(_)) => last_heard = Instant::now(),
+                    _ => return SessionEnd::Lost("ping unanswered".into()),
                 }
             }
             _ = sweep_tick.tick() => {
@@ -180,7 +178,8 @@ async fn serve(
 /// connection dies, then drops the sender (which is how `serve` learns of it).
 async fn connect(shared: &Arc<Shared>) -> Result<(Client, mpsc::Receiver<Notification>), Error> {
     let config = &shared.config;
-    let mut pg = db::pg_config(config)?;
+    // run() refused to start with a string that does not parse, so this cannot fail here.
+    let mut pg = db::pg_config(config).map_err(|e| Error::Internal(e.to_string()))?;
     // Operators (and the fault tests) can tell this connection from the query pool.
     pg.application_name(format!(
         "colony-coordinator {} listen",

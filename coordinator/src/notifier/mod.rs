@@ -262,8 +262,8 @@ impl Shared {
         self.registry().take_dropped_listen_requests()
     }
 
-    /// An executor or colony was removed: subscribers forget what it voids, then its parked
-    /// long-polls are told. In this order, a removed executor that polls again after its 401
+    /// An executor, colony or admin was removed: subscribers forget what it voids, then the
+    /// removed executors' parked long-polls are told. In this order, a removed executor that polls again after its 401
     /// finds its token forgotten.
     fn on_control(&self, payload: &str) {
         let event = match serde_json::from_str::<ControlEvent>(payload) {

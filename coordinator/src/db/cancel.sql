@@ -1,0 +1,1 @@
+SELECT colony_assign.cancel(process_id => $1)

@@ -30,6 +30,10 @@ struct Args {
     /// scale, soak, peer, parked, locality.
     #[arg(long)]
     only: Option<String>,
+    /// Keep the sections of scenarios not run now from the last report (its
+    /// `bench/sections.json`), each still naming the run that measured it.
+    #[arg(long)]
+    merge: bool,
     /// Replica counts of the seed table (default: 1,3,5,7,9 full, 1,2 smoke).
     #[arg(long, value_delimiter = ',')]
     seed_replicas: Option<Vec<usize>>,
@@ -67,10 +71,20 @@ async fn main() {
         None => scenarios::ALL.iter().map(|s| s.to_string()).collect(),
     };
     let header = machine_header(&bench, &args).await;
-    let mut sections = Vec::new();
+    let produced = format!(
+        "`{}` ({} size) on {}",
+        args.command,
+        bench.size.name,
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
+    );
+    let mut sections = if args.merge {
+        earlier_sections(&out_dir, &selected)
+    } else {
+        Vec::new()
+    };
     for (i, name) in selected.iter().enumerate() {
         println!("\n[{}/{}] {name}", i + 1, selected.len());
-        let section = match name.as_str() {
+        let mut section = match name.as_str() {
             "seed" => scenarios::seed::run(&bench).await,
             "floor" => scenarios::floor::run(&bench).await,
             "wakeup" => scenarios::wakeup::run(&bench).await,
@@ -84,7 +98,9 @@ async fn main() {
             other => panic!("unknown scenario {other:?}; known: {:?}", scenarios::ALL),
         };
         section.print();
+        section.produced = produced.clone();
         sections.push(section);
+        sections.sort_by_key(|s| scenarios::ALL.iter().position(|a| *a == s.id));
         // Written after every scenario, so an interrupted run keeps what it measured.
         write(&args.out, &out_dir, &header, &sections);
     }
@@ -107,6 +123,24 @@ fn write(
         serde_json::to_string_pretty(&raw).unwrap(),
     )
     .expect("write raw JSON");
+    std::fs::write(
+        out_dir.join("sections.json"),
+        serde_json::to_string_pretty(sections).unwrap(),
+    )
+    .expect("write the sections");
+}
+
+/// The last report's sections of scenarios that are not about to run again.
+fn earlier_sections(out_dir: &std::path::Path, selected: &[String]) -> Vec<report::Section> {
+    let Ok(text) = std::fs::read_to_string(out_dir.join("sections.json")) else {
+        return Vec::new();
+    };
+    let earlier: Vec<report::Section> =
+        serde_json::from_str(&text).expect("bench/sections.json is a report this harness wrote");
+    earlier
+        .into_iter()
+        .filter(|s| !selected.contains(&s.id))
+        .collect()
 }
 
 fn rlimit_raise() -> std::io::Result<()> {
@@ -163,7 +197,7 @@ async fn machine_header(bench: &Bench, args: &Args) -> String {
         })
         .unwrap_or(0);
     format!(
-        "# Benchmarks\n\nProduced by `{}` ({} size) on {}.\n\n\
+        "# Benchmarks\n\nProduced by `{}` ({} size) on {}{}.\n\n\
          Machine: {cores} cores, {:.0} GiB RAM, shared by PostgreSQL, the coordinator replicas and the load \
          generator (all on one host). {version}; settings: {}.\n\n\
          Figures are meant to be read as ratios measured within one run (this machine is shared and noisy), not as \
@@ -171,6 +205,11 @@ async fn machine_header(bench: &Bench, args: &Args) -> String {
         args.command,
         bench.size.name,
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        if args.merge {
+            "; the other sections are kept from earlier runs, each naming the command that measured it"
+        } else {
+            ""
+        },
         memory as f64 / 1048576.0,
         settings.join(", ")
     )

@@ -2,10 +2,12 @@
 //! plots), SVG plots next to it, and raw JSON.
 
 use plotters::prelude::*;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt::Write;
 use std::path::Path;
 
+#[derive(Serialize, Deserialize)]
 pub struct Table {
     pub caption: String,
     pub headers: Vec<String>,
@@ -72,6 +74,7 @@ impl Table {
     }
 }
 
+#[derive(Serialize, Deserialize)]
 pub struct Target {
     pub what: String,
     pub goal: String,
@@ -88,8 +91,14 @@ pub fn target(what: &str, goal: &str, measured: String, met: bool) -> Target {
     }
 }
 
+/// A scenario's report. Serialized whole (docs/bench/sections.json) so that `--merge` can
+/// re-run some scenarios and keep the others' last results, each saying which run made it.
+#[derive(Serialize, Deserialize)]
 pub struct Section {
-    pub id: &'static str,
+    pub id: String,
+    /// The command and time that measured this section, filled in by `main` once it has run.
+    #[serde(default)]
+    pub produced: String,
     pub title: String,
     pub intro: String,
     pub tables: Vec<Table>,
@@ -100,9 +109,10 @@ pub struct Section {
 }
 
 impl Section {
-    pub fn new(id: &'static str, title: &str, intro: &str) -> Section {
+    pub fn new(id: &str, title: &str, intro: &str) -> Section {
         Section {
-            id,
+            id: id.into(),
+            produced: String::new(),
             title: title.into(),
             intro: intro.into(),
             tables: Vec::new(),
@@ -153,6 +163,9 @@ pub fn markdown(header: &str, sections: &[Section]) -> String {
     }
     for s in sections {
         let _ = writeln!(out, "## {}\n\n{}\n", s.title, s.intro);
+        if !s.produced.is_empty() {
+            let _ = writeln!(out, "_Measured by {}._\n", s.produced);
+        }
         for t in &s.tables {
             t.markdown(&mut out);
         }

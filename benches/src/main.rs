@@ -27,7 +27,7 @@ struct Args {
     #[arg(long, default_value = "docs/BENCHMARKS.md")]
     out: PathBuf,
     /// Comma-separated scenarios to run (default: all): seed, floor, wakeup, notify, batching,
-    /// scale, soak, peer, parked, locality.
+    /// scale, soak, peer, parked, locality, partition, invalidation, fanout, shards.
     #[arg(long)]
     only: Option<String>,
     /// Keep the sections of scenarios not run now from the last report (its
@@ -95,6 +95,9 @@ async fn main() {
             "peer" => scenarios::peer::run(&bench).await,
             "parked" => scenarios::parked::run(&bench).await,
             "locality" => scenarios::locality::run(&bench).await,
+            "invalidation" => scenarios::invalidation::run(&bench).await,
+            "fanout" => scenarios::fanout::run(&bench).await,
+            "shards" => scenarios::shards::run(&bench).await,
             other => panic!("unknown scenario {other:?}; known: {:?}", scenarios::ALL),
         };
         section.print();

@@ -3,6 +3,7 @@
 mod admin;
 mod faults;
 mod http_errors;
+mod invalidation;
 mod lifecycle;
 mod limits;
 mod longpoll;

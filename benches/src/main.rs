@@ -95,6 +95,7 @@ async fn main() {
             "peer" => scenarios::peer::run(&bench).await,
             "parked" => scenarios::parked::run(&bench).await,
             "locality" => scenarios::locality::run(&bench).await,
+            "partition" => scenarios::partition::run(&bench).await,
             "invalidation" => scenarios::invalidation::run(&bench).await,
             "fanout" => scenarios::fanout::run(&bench).await,
             "shards" => scenarios::shards::run(&bench).await,

@@ -35,8 +35,9 @@
 //! replica when the one it is on
 //! - refuses or does not accept the connection within
 //!   [`connect_timeout`](ClientBuilder::connect_timeout) (500 ms),
-//! - answers 503 (its database is unreachable, its pool is exhausted, or it is shutting down) or,
-//!   behind a proxy, 502/504,
+//! - answers 503 (its database is unreachable, its pool is exhausted, its LISTEN connection is
+//!   lost, or it is shutting down: nothing was done), 504 (its database call was sent and never
+//!   answered: it may have been applied) or, behind a proxy, 502,
 //! - drops the connection or does not answer within the request's timeout, or
 //! - stops accepting TCP connections while a request waits on it: every
 //!   [`probe_interval`](ClientBuilder::probe_interval) (500 ms) of waiting, the client checks
@@ -78,7 +79,10 @@
 //! that — a 409 whose message ends in `not running (it is SUCCESS)`, after an attempt whose
 //! answer was lost — as success; [`Client::fail`] does the same with `FAILED`, and
 //! [`Client::close_many`] per item. The same 409 on a first attempt (closing twice) is an
-//! error.
+//! error. When another executor finished the process meanwhile (it was requeued after its
+//! `maxexectime` while the first attempt hung, and run again elsewhere), the 409 names it —
+//! `not running (it is SUCCESS, finished by "b")` — and the close is reported refused: only the
+//! executor's own close counts as applied.
 
 mod admin;
 mod error;

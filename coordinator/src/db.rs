@@ -493,7 +493,46 @@ fn page<T: DeserializeOwned>(rows: &[Row], what: &str) -> Result<(Vec<T>, Option
     Ok((decode_json(row, 0, what)?, column(row, 1, what)?))
 }
 
+/// Longest a pool query may take. Past it the request fails with 503 and the connection is
+/// discarded (closed, not returned to the pool): a link that died without closing (no FIN, no
+/// RST) would otherwise hold the request, and the connection, until TCP gives up. Generous:
+/// the longest legitimate calls (a large submit, an admin removal) take well under a second.
+pub const QUERY_DEADLINE: Duration = Duration::from_secs(10);
+
 async fn query(
+    pool: &Pool,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Vec<tokio_postgres::Row>> {
+    metrics::counter!(crate::metrics::DB_QUERIES).increment(1);
+    let client = pool.get().await?;
+    let answered = tokio::time::timeout(QUERY_DEADLINE, async {
+        // A failed prepare changed nothing (503); a call that was sent may have (504).
+        let statement = client.prepare_cached(sql).await.map_err(Error::from_db)?;
+        client
+            .query(&statement, params)
+            .await
+            .map_err(Error::from_call)
+    })
+    .await;
+    match answered {
+        Ok(rows) => rows,
+        Err(_) => {
+            // Out of the pool for good: dropping it closes the connection. The call may still
+            // be applied (its bytes may be on their way): the outcome is unknown.
+            drop(deadpool_postgres::Object::take(client));
+            Err(Error::OutcomeUnknown(format!(
+                "no answer from the database within {QUERY_DEADLINE:?}"
+            )))
+        }
+    }
+}
+
+/// [`query`] without the deadline, for `assign_batch`: a claim must never be abandoned
+/// half-way (it could commit after the connection was dropped, and nobody would give it
+/// back). Its callers stop waiting instead (`http/assign.rs`), and whatever it claims for a
+/// caller who left is given back when it arrives (`Batcher`'s undelivered).
+async fn query_to_the_end(
     pool: &Pool,
     sql: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
@@ -504,7 +543,7 @@ async fn query(
     client
         .query(&statement, params)
         .await
-        .map_err(Error::from_db)
+        .map_err(Error::from_call)
 }
 
 /// A request the extension refused: its SQLSTATE and message.
@@ -525,7 +564,7 @@ async fn assign_batch(
     let colonies: Vec<&str> = requests.iter().map(|(e, _)| e.colony.as_str()).collect();
     let names: Vec<&str> = requests.iter().map(|(e, _)| e.name.as_str()).collect();
     let maxes: Vec<i32> = requests.iter().map(|(_, max)| *max).collect();
-    let rows = query(&pool, ASSIGN_BATCH, &[&colonies, &names, &maxes]).await?;
+    let rows = query_to_the_end(&pool, ASSIGN_BATCH, &[&colonies, &names, &maxes]).await?;
     let mut out: Vec<Result<Vec<Value>>> = requests.iter().map(|_| Ok(Vec::new())).collect();
     for row in &rows {
         let request: i32 = column(row, 0, "assign_batch")?;

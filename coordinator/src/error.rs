@@ -36,6 +36,12 @@ pub enum Error {
     /// Return `503 Service Unavailable`: the database is unreachable or the pool exhausted.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// Return `504 Gateway Timeout`: the database call was sent and its answer never came (the
+    /// connection died mid-call, or the call passed its deadline): it may or may not have been
+    /// applied. Clients treat it like a lost answer (retry only what is safe to repeat), never
+    /// like a 503, which promises that nothing was done.
+    #[error("database call outcome unknown: {0}")]
+    OutcomeUnknown(String),
     /// Return `503 Service Unavailable`: the coordinator is shutting down.
     #[error("shutting down")]
     ShuttingDown,
@@ -54,12 +60,27 @@ pub enum Error {
 }
 
 impl From<deadpool_postgres::PoolError> for Error {
+    /// Any failure to get a pool connection is 503, retryable: the request reached no SQL
+    /// function, so nothing was done. That includes a connection the server refused to open
+    /// (database not accepting connections 55000, role cannot log in 28000, too many
+    /// connections 53300, starting up 57P03): SQLSTATEs that, raised by a function, would be
+    /// the extension's answer. The SQLSTATE stays in the message (logged).
     fn from(e: deadpool_postgres::PoolError) -> Self {
         match e {
-            deadpool_postgres::PoolError::Backend(e) => Error::from_db(e),
-            other => Error::Unavailable(other.to_string()),
+            deadpool_postgres::PoolError::Backend(e) => Error::Unavailable(format!(
+                "cannot open a connection{}: {e}",
+                sqlstate_suffix(&e)
+            )),
+            other => Error::Unavailable(format!("no pool connection: {other}")),
         }
     }
+}
+
+/// ` (SQLSTATE xxxxx)` when the error has one.
+fn sqlstate_suffix(e: &tokio_postgres::Error) -> String {
+    e.code()
+        .map(|c| format!(" (SQLSTATE {})", c.code()))
+        .unwrap_or_default()
 }
 
 impl Error {
@@ -75,6 +96,7 @@ impl Error {
             Error::RequestTimeout(d) => Error::RequestTimeout(*d),
             Error::TooManyRequests(m) => Error::TooManyRequests(m.clone()),
             Error::Unavailable(m) => Error::Unavailable(m.clone()),
+            Error::OutcomeUnknown(m) => Error::OutcomeUnknown(m.clone()),
             Error::ShuttingDown => Error::ShuttingDown,
             Error::Database(e) => match e.as_db_error() {
                 Some(db) => Error::Refused {
@@ -91,22 +113,52 @@ impl Error {
         }
     }
 
-    /// Connection-level failures (no SQLSTATE, or the server going away) mean the database is
-    /// unavailable; anything with a SQLSTATE is the extension answering.
+    /// An error of a query on an open connection. Connection-level failures (no SQLSTATE, or
+    /// the server going away) mean the database is unavailable; anything else with a SQLSTATE
+    /// is the extension answering. (Opening a connection is [`Error::from_connect`]: every
+    /// failure there is unavailability, whatever its SQLSTATE.)
     pub fn from_db(e: tokio_postgres::Error) -> Self {
         match e.code() {
             None => Error::Unavailable(e.to_string()),
-            Some(code)
-                if *code == SqlState::ADMIN_SHUTDOWN
-                    || *code == SqlState::CRASH_SHUTDOWN
-                    || *code == SqlState::CANNOT_CONNECT_NOW
-                    || code.code().starts_with("08") =>
-            {
-                Error::Unavailable(e.to_string())
+            Some(code) if connection_lost(code) => {
+                Error::Unavailable(format!("{e}{}", sqlstate_suffix(&e)))
             }
             Some(_) => Error::Database(e),
         }
     }
+
+    /// A connection that could not be opened (the pool's, or the LISTEN connection): always
+    /// unavailable, with the SQLSTATE the server gave, if any, in the message.
+    pub fn from_connect(e: tokio_postgres::Error) -> Self {
+        Error::Unavailable(format!("cannot connect{}: {e}", sqlstate_suffix(&e)))
+    }
+
+    /// `from_db` for the call itself, once it was sent: a lost connection then leaves its
+    /// outcome unknown (504), not undone (503).
+    pub fn from_call(e: tokio_postgres::Error) -> Self {
+        match Error::from_db(e) {
+            Error::Unavailable(m) => Error::OutcomeUnknown(m),
+            other => other,
+        }
+    }
+
+    /// The SQLSTATE behind this error, if any (logged with every 5xx).
+    pub fn sqlstate(&self) -> Option<String> {
+        match self {
+            Error::Database(e) => e.code().map(|c| c.code().to_owned()),
+            Error::Refused { sqlstate, .. } => Some(sqlstate.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// SQLSTATEs of a session the server ended (shutdown, crash, cannot connect now) or of a
+/// broken connection (class 08).
+fn connection_lost(code: &SqlState) -> bool {
+    *code == SqlState::ADMIN_SHUTDOWN
+        || *code == SqlState::CRASH_SHUTDOWN
+        || *code == SqlState::CANNOT_CONNECT_NOW
+        || code.code().starts_with("08")
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

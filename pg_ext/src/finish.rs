@@ -114,15 +114,30 @@ fn empty_text_array() -> Datum {
 /// another colony is Unknown: "not yours" and "does not exist" look the same.
 enum Miss {
     Unknown,
-    NotRunning(i32),
+    /// Its state, and who finished it when another executor did (SUCCESS or FAILED): a retried
+    /// close or fail counts as applied only when the answer names no one else (docs/protocol.md).
+    NotRunning(i32, Option<String>),
     OtherExecutor,
+}
+
+/// `not running (it is SUCCESS)`, or with `, finished by "<executor>"` when another executor
+/// finished it.
+fn not_running(state: i32, by: Option<&str>) -> String {
+    match by {
+        Some(by) => format!(
+            "not running (it is {}, finished by {})",
+            state_name(state),
+            members::quoted(by)
+        ),
+        None => format!("not running (it is {})", state_name(state)),
+    }
 }
 
 impl Miss {
     fn short(&self) -> String {
         match self {
             Miss::Unknown => "unknown process".into(),
-            Miss::NotRunning(state) => format!("not running (it is {})", state_name(*state)),
+            Miss::NotRunning(state, by) => not_running(*state, by.as_deref()),
             Miss::OtherExecutor => "assigned to another executor".into(),
         }
     }
@@ -130,9 +145,9 @@ impl Miss {
     fn error(&self, id: i64, executor: &str) -> ExtError {
         match self {
             Miss::Unknown => ExtError::NotFound(format!("unknown process {id}")),
-            Miss::NotRunning(state) => ExtError::WrongState(format!(
-                "process {id} is not running (it is {})",
-                state_name(*state)
+            Miss::NotRunning(state, by) => ExtError::WrongState(format!(
+                "process {id} is {}",
+                not_running(*state, by.as_deref())
             )),
             Miss::OtherExecutor => ExtError::NotAllowed(format!(
                 "process {id} is assigned to another executor, not {}",
@@ -156,7 +171,10 @@ fn miss(row: &Row, p: table::ProcessColumns, executor: &str, colony: Option<&str
     }
     let state = row.i32(p.state).unwrap_or(-1);
     if state != RUNNING {
-        return Some(Miss::NotRunning(state));
+        let by = row
+            .text(p.assigned_executor)
+            .filter(|by| (state == SUCCESS || state == FAILED) && *by != executor);
+        return Some(Miss::NotRunning(state, by.map(str::to_owned)));
     }
     (row.text(p.assigned_executor) != Some(executor)).then_some(Miss::OtherExecutor)
 }

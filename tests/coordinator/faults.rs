@@ -216,3 +216,110 @@ async fn tolerant_worker(executor: HttpExecutor, done: Arc<Mutex<Vec<i64>>>) {
         }
     }
 }
+
+/// A pool connection the server refuses to open is 503 (retryable), whatever the SQLSTATE it
+/// gives: database not accepting connections (55000), role cannot log in (28000), too many
+/// connections (53300). Raised by a SQL function those would be answers (409, 401, 500); at
+/// connect time they only mean that this replica cannot reach the database now.
+#[tokio::test]
+async fn a_connection_the_server_refuses_to_open_is_503_whatever_its_sqlstate() {
+    let db = e2e::TestDb::new("coord_refused_open").await;
+    let admin = db.client().await;
+    admin
+        .execute("SELECT colony_assign.add_colony('c')", &[])
+        .await
+        .unwrap();
+    let role = "coord_refused_open_role";
+    admin
+        .batch_execute(&format!(
+            "DO $$ BEGIN CREATE ROLE {role} LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+             ALTER ROLE {role} LOGIN CONNECTION LIMIT -1;
+             GRANT colony_assign_coordinator TO {role};"
+        ))
+        .await
+        .unwrap();
+    let port = db.config().get_ports()[0];
+    let conninfo = format!("host=127.0.0.1 port={port} user={role} dbname={}", db.name);
+    let cluster = {
+        let mut config = db.config();
+        config.dbname("postgres");
+        connect_with(&config).await.0
+    };
+    let coordinator =
+        Coordinator::start_with_conninfo(&conninfo, "coord_refused_open-r0", &["--pool-size", "1"])
+            .await;
+    let token = add_executor(&admin, "c", "e", "t", None).await;
+    let id: i64 = admin
+        .query_one(
+            "SELECT colony_assign.submit('c', $1)",
+            &[&spec("t", json!({}), json!({}))],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let executor = HttpExecutor::new(&coordinator, &token);
+    let read = || async {
+        executor
+            .http
+            .get(coordinator.url(&format!("/v1/processes/{id}")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+    };
+    assert_eq!(read().await.status(), 200, "served before the faults");
+    let terminate_pool = format!(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+         WHERE usename = '{role}' AND application_name NOT LIKE '% listen'"
+    );
+    for (sqlstate, refuse, allow) in [
+        (
+            "55000",
+            format!("ALTER DATABASE {} ALLOW_CONNECTIONS false", db.name),
+            format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", db.name),
+        ),
+        (
+            "28000",
+            format!("ALTER ROLE {role} NOLOGIN"),
+            format!("ALTER ROLE {role} LOGIN"),
+        ),
+        (
+            "53300",
+            format!("ALTER ROLE {role} CONNECTION LIMIT 0"),
+            format!("ALTER ROLE {role} CONNECTION LIMIT -1"),
+        ),
+    ] {
+        // ALTER DATABASE cannot disallow connections to the database it runs in.
+        cluster.batch_execute(&refuse).await.unwrap();
+        count(&admin, &terminate_pool).await;
+        // The first requests may still find terminated connections in the pool (503 too);
+        // then a new one must be opened, and the server refuses it.
+        let mut refused_with_sqlstate = false;
+        for attempt in 0..10 {
+            let response = read().await;
+            let status = response.status();
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(
+                status, 503,
+                "{sqlstate}: attempt {attempt} answered {status} {body}"
+            );
+            assert_eq!(body["error"]["code"], "unavailable", "{sqlstate}: {body}");
+            if body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&format!("SQLSTATE {sqlstate}")))
+            {
+                refused_with_sqlstate = true;
+                break;
+            }
+        }
+        assert!(
+            refused_with_sqlstate,
+            "a refused connection's SQLSTATE {sqlstate} is in the message"
+        );
+        cluster.batch_execute(&allow).await.unwrap();
+        eventually(&format!("served again after {sqlstate}"), || async {
+            read().await.status() == 200
+        })
+        .await;
+    }
+}

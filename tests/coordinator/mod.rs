@@ -8,9 +8,11 @@ mod lifecycle;
 mod limits;
 mod longpoll;
 mod openapi;
+mod partition;
 mod replicas;
 mod routing;
 mod shutdown;
+mod ui;
 
 use e2e::{Coordinator, TestDb};
 use tokio_postgres::Client;

@@ -49,6 +49,11 @@ async fn every_documented_operation_is_served_and_answers_as_documented() {
     assert_eq!(document["openapi"], "3.1.0");
     let paths = document["paths"].as_object().unwrap();
     assert!(paths.len() >= 20, "{paths:?}");
+    // The dashboard's routes are documented like every other (tests/coordinator/ui.rs checks
+    // what they serve), so the loop below covers them too.
+    for path in ["/ui", "/ui/app.js", "/ui/app.css", "/ui/events"] {
+        assert_eq!(paths[path]["get"]["tags"][0], "dashboard", "{path}");
+    }
 
     // Without a token: every /v1 operation is served and answers its documented 401 with the
     // error body; the others answer one of their documented statuses. Methods a path does not

@@ -7,6 +7,7 @@ pub mod invalidation;
 pub mod locality;
 pub mod notify_cost;
 pub mod parked;
+pub mod partition;
 pub mod peer;
 pub mod scale;
 pub mod seed;
@@ -15,7 +16,7 @@ pub mod soak;
 pub mod wakeup;
 
 /// Every scenario, in report order.
-pub const ALL: [&str; 13] = [
+pub const ALL: [&str; 14] = [
     "seed",
     "floor",
     "wakeup",
@@ -26,6 +27,7 @@ pub const ALL: [&str; 13] = [
     "peer",
     "parked",
     "locality",
+    "partition",
     "invalidation",
     "fanout",
     "shards",

@@ -58,6 +58,7 @@ fn longpoll_result(result: &'static str) {
         (status = 403, description = "An admin token.", body = crate::api::ErrorBody),
         (status = 404, description = "Another colony than the executor's.", body = crate::api::ErrorBody),
         (status = 429, description = "The executor has --max-parked-per-executor long-polls parked here already.", body = crate::api::ErrorBody),
+        (status = 503, description = "The database is unreachable, or this replica lost its LISTEN connection (parked long-polls are answered 503 too): try another replica.", body = crate::api::ErrorBody),
     ))]
 async fn long_poll(
     State(state): State<AppState>,
@@ -93,6 +94,11 @@ async fn long_poll(
         return Err(Error::ShuttingDown);
     }
 
+    // A replica that cannot hear of new work (its LISTEN connection is down and does not come
+    // back at once) parks nobody: the executor is better served by another replica.
+    if let Some(answer) = when_deaf(&state).await {
+        return answer;
+    }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
     let registration = state
         .notifier
@@ -101,9 +107,11 @@ async fn long_poll(
         .inspect_err(|_| longpoll_result("rejected"))?;
     loop {
         let woken_by = registration.begin_attempt();
-        let processes = claim(&state.db, &executor, max)
-            .await
-            .inspect_err(|_| longpoll_result("error"))?;
+        let (processes, woken_meanwhile) =
+            match claim_watching(&state, &registration, &executor, max).await {
+                Ok(claimed) => claimed,
+                Err(answer) => return answer,
+            };
         if woken_by.is_some() {
             let outcome = if processes.is_empty() {
                 "lost_race"
@@ -121,20 +129,112 @@ async fn long_poll(
             longpoll_result("revoked");
             return Err(Error::Unauthorized("the executor was removed"));
         }
-        tokio::select! {
-            _ = registration.woken() => {}
-            _ = tokio::time::sleep_until(deadline) => {
-                longpoll_result("timeout");
-                return Ok(StatusCode::NO_CONTENT.into_response());
-            }
-            _ = state.shutdown.cancelled() => {
-                longpoll_result("shutdown");
-                return Ok(StatusCode::NO_CONTENT.into_response());
+        if !woken_meanwhile {
+            tokio::select! {
+                _ = registration.woken() => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    longpoll_result("timeout");
+                    return Ok(StatusCode::NO_CONTENT.into_response());
+                }
+                _ = state.shutdown.cancelled() => {
+                    longpoll_result("shutdown");
+                    return Ok(StatusCode::NO_CONTENT.into_response());
+                }
             }
         }
         if registration.revoked() {
             longpoll_result("revoked");
             return Err(Error::Unauthorized("the executor was removed"));
+        }
+        // Woken because the LISTEN connection went down (registry.rs wakes every waiter then):
+        // unless it is back within a moment, say so, and the client moves on.
+        if let Some(answer) = when_deaf(&state).await {
+            return answer;
+        }
+    }
+}
+
+/// Longest one assign call may take before the long-poll answers 503. What it claims after
+/// that is given back when it arrives (the batcher's `undelivered`, db.rs): the call itself is
+/// never abandoned, so a claim committed behind a frozen link cannot be stranded by it.
+const CLAIM_DEADLINE: Duration = Duration::from_secs(10);
+
+fn unreachable() -> Error {
+    Error::Unavailable(
+        "this replica has lost its LISTEN connection to the database and cannot be told of new \
+         work; try another replica"
+            .into(),
+    )
+}
+
+/// How long a long-poll waits for a lost LISTEN connection to come back before it answers 503.
+/// A connection the server ended (a terminated backend) is replaced within about 100 ms; a dead
+/// link (declared after 2 × `--listen-ping-ms` of silence) or a database that is down is not,
+/// and every moment waited here is a moment the executor could be parked elsewhere.
+const RECONNECT_GRACE: Duration = Duration::from_millis(300);
+
+/// None while the LISTEN connection is up, or once it is back within [`RECONNECT_GRACE`].
+/// Otherwise the long-poll's answer: 503, or 204 when the replica is shutting down (which also
+/// ends the LISTEN connection).
+async fn when_deaf(state: &AppState) -> Option<Result<Response>> {
+    let give_up = Instant::now() + RECONNECT_GRACE.min(state.config.listen_ping());
+    loop {
+        if state.notifier.connected() {
+            return None;
+        }
+        if state.shutdown.is_cancelled() {
+            longpoll_result("shutdown");
+            return Some(Ok(StatusCode::NO_CONTENT.into_response()));
+        }
+        if Instant::now() >= give_up {
+            longpoll_result("error");
+            return Some(Err(unreachable()));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// One assign attempt, watching the registration meanwhile: a wake during the call is
+/// remembered (the caller then assigns again instead of waiting), and a wake that says the
+/// LISTEN connection is down ends the wait (`when_deaf`) unless it comes back at once (the
+/// call goes on; what it claims is given back). The processes and whether a wake came, or the
+/// long-poll's answer.
+async fn claim_watching(
+    state: &AppState,
+    registration: &crate::notifier::Registration,
+    executor: &Executor,
+    max: i32,
+) -> std::result::Result<(Vec<Value>, bool), Result<Response>> {
+    let call = tokio::time::timeout(CLAIM_DEADLINE, claim(&state.db, executor, max));
+    tokio::pin!(call);
+    let mut woken = false;
+    let answered = loop {
+        tokio::select! {
+            answered = &mut call => break answered,
+            _ = registration.woken(), if !woken => {
+                woken = true;
+                if !state.notifier.connected() {
+                    tokio::select! {
+                        answered = &mut call => break answered,
+                        deaf = when_deaf(state) => if let Some(answer) = deaf {
+                            return Err(answer);
+                        },
+                    }
+                }
+            }
+        }
+    };
+    match answered {
+        Ok(Ok(processes)) => Ok((processes, woken)),
+        Ok(Err(e)) => {
+            longpoll_result("error");
+            Err(Err(e))
+        }
+        Err(_) => {
+            longpoll_result("error");
+            Err(Err(Error::Unavailable(format!(
+                "no answer from the database within {CLAIM_DEADLINE:?}"
+            ))))
         }
     }
 }

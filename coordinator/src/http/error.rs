@@ -19,6 +19,7 @@ impl Error {
             Error::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Unavailable(_) | Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Error::OutcomeUnknown(_) => StatusCode::GATEWAY_TIMEOUT,
             Error::Database(e) => status_of(e.code().map(|c| c.code())),
             Error::Refused { sqlstate, .. } => status_of(Some(sqlstate)),
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -37,6 +38,7 @@ impl Error {
             StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
             StatusCode::CONFLICT => "conflict",
             StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+            StatusCode::GATEWAY_TIMEOUT => "outcome_unknown",
             _ => "internal",
         }
     }
@@ -80,7 +82,9 @@ impl IntoResponse for Error {
             other => (other.to_string(), None),
         };
         if status.is_server_error() {
-            tracing::error!(error = %self, %status, "request failed");
+            let sqlstate = self.sqlstate();
+            tracing::error!(error = %self, %status, sqlstate = sqlstate.as_deref().unwrap_or(""),
+                "request failed");
         } else {
             tracing::debug!(error = %self, %status, "request refused");
         }
@@ -105,5 +109,26 @@ impl IntoResponse for Error {
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unavailable_promises_nothing_was_done_and_an_unknown_outcome_does_not() {
+        let unavailable = Error::Unavailable("cannot connect (SQLSTATE 53300)".into());
+        assert_eq!(unavailable.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(Error::code(unavailable.status()), "unavailable");
+        let unknown = Error::OutcomeUnknown("connection closed".into());
+        assert_eq!(unknown.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(Error::code(unknown.status()), "outcome_unknown");
+        // A batch that failed as a whole tells each of its requests the same.
+        assert_eq!(unknown.duplicate().status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(
+            unavailable.duplicate().status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
     }
 }

@@ -13,6 +13,7 @@ mod openapi;
 mod ops;
 mod processes;
 mod serve;
+mod ui;
 mod workflows;
 
 #[cfg(test)]
@@ -60,6 +61,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(executors::router())
         .merge(ops::router())
         .merge(openapi::router())
+        .merge(ui::router())
 }
 
 pub fn app(state: AppState) -> Router {

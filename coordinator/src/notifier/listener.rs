@@ -185,7 +185,7 @@ async fn connect(shared: &Arc<Shared>) -> Result<(Client, mpsc::Receiver<Notific
         "colony-coordinator {} listen",
         config.replica_name()
     ));
-    let (client, mut connection) = pg.connect(NoTls).await.map_err(Error::from_db)?;
+    let (client, mut connection) = pg.connect(NoTls).await.map_err(Error::from_connect)?;
     let (tx, rx) = mpsc::channel(NOTIFICATION_QUEUE);
     let shared = shared.clone();
     tokio::spawn(async move {

@@ -9,7 +9,9 @@
 //! - `control`: `ca_control` events (removals), published to subscribers such as the token
 //!   cache.
 //!
-//! This module ties them together behind [`Notifier`], the handle the HTTP handlers use.
+//! This module ties them together behind [`Notifier`], the handle the HTTP handlers use. It
+//! also tells the dashboard (http/ui.rs) what it sees happen ([`Activity`]), so the dashboard
+//! refreshes on activity instead of polling the database.
 
 mod catchup;
 mod control;
@@ -27,11 +29,12 @@ use crate::metrics as m;
 use catchup::CatchUp;
 use colony_proto::{CATCHUP_CHANNEL, CONTROL_CHANNEL, parse_wake_payload};
 use registry::{AtCapacity, Registry, WaiterId, Wakes};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 /// How long a new long-poll waits for the LISTEN on a channel it is the first to need. Longer
@@ -44,6 +47,25 @@ const LISTEN_CONFIRM_TIMEOUT: Duration = Duration::from_secs(1);
 /// holds the registry lock, and the connection may be down for seconds): its channel stays
 /// requested in the registry, which the LISTEN connection reads back after its next batch.
 const LISTEN_REQUEST_QUEUE: usize = 1024;
+
+/// Activity events kept for a dashboard that falls behind; one that lags more skips to the
+/// newest (events are hints to refresh and latency samples, so losing some costs nothing).
+const ACTIVITY_QUEUE: usize = 1024;
+
+/// Wake times kept for latency samples: one per woken long-poll until its next attempt or its
+/// end. Past this many (which only a bug could reach) the record starts over rather than grow.
+const MAX_WOKEN_AT: usize = 65_536;
+
+/// What this replica's notifier saw happen, for the dashboard (http/ui.rs). Sent only while
+/// someone subscribes, so a replica without a dashboard viewer pays nothing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Activity {
+    /// A wake notification arrived; `woken` long-polls on this replica were woken by it.
+    Notification { woken: usize },
+    /// A long-poll woken by a notification started its assign this long after the
+    /// notification arrived (the replica's part of the wake-up latency).
+    WakeLatency(Duration),
+}
 
 /// Why waiters were woken: the `cause` label of `colony_wakes_total`.
 #[derive(Debug, Clone, Copy)]
@@ -94,6 +116,12 @@ struct Shared {
     catch_up: CatchUp,
     control: ControlEvents,
     connected: AtomicBool,
+    activity: broadcast::Sender<Activity>,
+    /// When a notification woke each waiter not yet back in its assign (only while the
+    /// dashboard listens to `activity`).
+    woken_at: Mutex<HashMap<WaiterId, Instant>>,
+    /// Whether `woken_at` may hold entries: long-polls skip its lock while nobody watches.
+    woken_at_used: AtomicBool,
 }
 
 impl Notifier {
@@ -116,6 +144,9 @@ impl Notifier {
             catch_up,
             control,
             connected: AtomicBool::new(false),
+            activity: broadcast::channel(ACTIVITY_QUEUE).0,
+            woken_at: Mutex::new(HashMap::new()),
+            woken_at_used: AtomicBool::new(false),
         });
         let task = tokio::spawn({
             let shared = shared.clone();
@@ -180,6 +211,11 @@ impl Notifier {
     pub fn snapshot(&self) -> Snapshot {
         self.shared.registry().snapshot()
     }
+
+    /// This replica's [`Activity`] from now on.
+    pub fn activity(&self) -> broadcast::Receiver<Activity> {
+        self.shared.activity.subscribe()
+    }
 }
 
 /// A parked long-poll; dropping it (answer, timeout, client gone) unparks it at once.
@@ -193,7 +229,16 @@ impl Registration {
     /// Call before each assign attempt: clears the pending wake (a wake arriving from now on
     /// triggers another attempt) and returns the channel that woke us, if any.
     pub fn begin_attempt(&self) -> Option<String> {
-        self.shared.registry().begin_attempt(self.id)
+        let woken_by = self.shared.registry().begin_attempt(self.id);
+        if woken_by.is_some()
+            && let Some(at) = self.shared.take_woken_at(self.id)
+        {
+            let _ = self
+                .shared
+                .activity
+                .send(Activity::WakeLatency(at.elapsed()));
+        }
+        woken_by
     }
 
     /// Resolves on the next wake (or revocation).
@@ -210,6 +255,7 @@ impl Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         let handoff = self.shared.registry().unpark(self.id, Instant::now());
+        self.shared.take_woken_at(self.id);
         if let Some(wakes) = handoff {
             record_wakes(&wakes, WakeCause::Handoff);
         }
@@ -225,6 +271,23 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    fn woken_at(&self) -> MutexGuard<'_, HashMap<WaiterId, Instant>> {
+        self.woken_at.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets when `id` was woken (also after the dashboard left, so nothing stays behind).
+    fn take_woken_at(&self, id: WaiterId) -> Option<Instant> {
+        if !self.woken_at_used.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut woken_at = self.woken_at();
+        let at = woken_at.remove(&id);
+        if woken_at.is_empty() {
+            self.woken_at_used.store(false, Ordering::Release);
+        }
+        at
+    }
+
     fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Acquire)
     }
@@ -235,13 +298,41 @@ impl Shared {
             CONTROL_CHANNEL => self.on_control(payload),
             CATCHUP_CHANNEL => self.catch_up.on_overflow(),
             _ => {
-                let wakes = self.registry().wake(channel, parse_wake_payload(payload));
+                let mut registry = self.registry();
+                let wakes = registry.wake(channel, parse_wake_payload(payload));
+                let watched = self.activity.receiver_count() > 0;
+                if watched && let Some(wakes) = &wakes {
+                    // Recorded before the registry is released: a woken long-poll's next
+                    // attempt (or its unpark) takes that lock first, so it finds its entry.
+                    self.record_woken_at(&wakes.woken);
+                }
+                drop(registry);
                 let kind = wakes.as_ref().map_or("unknown", |w| w.kind);
                 metrics::counter!(m::NOTIFICATIONS, "kind" => kind).increment(1);
-                if let Some(wakes) = wakes {
-                    record_wakes(&wakes, WakeCause::Notification);
+                if let Some(wakes) = &wakes {
+                    record_wakes(wakes, WakeCause::Notification);
+                }
+                if watched {
+                    let woken = wakes.as_ref().map_or(0, |w| w.woken.len());
+                    let _ = self.activity.send(Activity::Notification { woken });
                 }
             }
+        }
+    }
+
+    /// Starts the clock of each woken waiter (the first wake does; later ones find it running).
+    fn record_woken_at(&self, woken: &[WaiterId]) {
+        if woken.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut woken_at = self.woken_at();
+        if woken_at.len() + woken.len() > MAX_WOKEN_AT {
+            woken_at.clear();
+        }
+        self.woken_at_used.store(true, Ordering::Release);
+        for id in woken {
+            woken_at.entry(*id).or_insert(now);
         }
     }
 

@@ -337,11 +337,18 @@ impl Registry {
 
     /// The LISTEN connection is gone. Requested channels stay requested: the next connection
     /// LISTENs them and confirms to their waiters.
+    ///
+    /// Every parked waiter is woken too (without a pending wake: there is no work to hand on),
+    /// so that its long-poll sees the connection down and, unless it comes back at once,
+    /// answers 503 and its executor moves to a replica that can still be told of work.
     pub fn mark_unlistened(&mut self) {
         for channel in self.channels.values_mut() {
             if let ListenState::Active = channel.listen {
                 channel.listen = ListenState::Unlistened;
             }
+        }
+        for waiter in self.waiters.values() {
+            waiter.wake.notify_one();
         }
     }
 

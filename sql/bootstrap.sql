@@ -42,9 +42,12 @@ CREATE TABLE colony_assign.colonies (
     retention   interval    NOT NULL DEFAULT interval '7 days',
     stale_after interval    NOT NULL DEFAULT interval '2 minutes',
     created_at  timestamptz NOT NULL DEFAULT now(),
+    -- Added in 0.2.0; last, as ALTER TABLE ADD COLUMN puts it in an upgraded database.
+    claim_lease interval    NOT NULL DEFAULT interval '15 seconds',
     CONSTRAINT colony_name_length CHECK (octet_length(name) BETWEEN 1 AND 255),
     CONSTRAINT retention_positive CHECK (retention > interval '0'),
-    CONSTRAINT stale_after_positive CHECK (stale_after > interval '0')
+    CONSTRAINT stale_after_positive CHECK (stale_after > interval '0'),
+    CONSTRAINT claim_lease_positive CHECK (claim_lease > interval '0')
 );
 COMMENT ON TABLE colony_assign.colonies IS
     'A colony: a namespace of executors and processes. Executors only ever see their own colony.';
@@ -58,6 +61,8 @@ COMMENT ON COLUMN colony_assign.colonies.retention IS
 COMMENT ON COLUMN colony_assign.colonies.stale_after IS
     'An executor silent this long is marked stale by the reaper and its RUNNING processes go back to WAITING.';
 COMMENT ON COLUMN colony_assign.colonies.created_at IS 'When the colony was added.';
+COMMENT ON COLUMN colony_assign.colonies.claim_lease IS
+    'How long a process claimed through a coordinator (assign_batch) may go unacknowledged (close, fail, log, heartbeat) before the reaper gives it back to WAITING, no retry counted: a claim whose answer never reached its executor.';
 
 --------------------------------------------------------------------------------
 -- Executors
@@ -145,6 +150,7 @@ CREATE TABLE colony_assign.processes (
     children           bigint[],
     -- Added in 0.2.0; last, as ALTER TABLE ADD COLUMN puts it in an upgraded database.
     locality_until     timestamptz,
+    lease_until        timestamptz,
     CONSTRAINT state_known CHECK (state BETWEEN 0 AND 4),
     CONSTRAINT priority_in_range CHECK (priority BETWEEN -50000 AND 50000),
     CONSTRAINT running_is_assigned CHECK (state <> 1 OR assigned_executor IS NOT NULL),
@@ -208,6 +214,12 @@ CREATE INDEX processes_targeted_idx ON colony_assign.processes USING gin (execut
 CREATE INDEX processes_running_idx ON colony_assign.processes (colony, assigned_executor)
     WHERE state = 1 AND started_at IS NOT NULL;
 
+-- Unacknowledged claim leases (coordinator claims only; src/claim.rs): the reaper gives back
+-- those that ran out. An HTTP claim inserts one entry here; close/fail leave the predicate
+-- (state), so the index only holds claims in flight. SQL-direct assign() never sets a lease.
+CREATE INDEX processes_leased_idx ON colony_assign.processes (lease_until)
+    WHERE state = 1 AND lease_until IS NOT NULL;
+
 -- Deadlines for reap(): only rows that have one.
 CREATE INDEX processes_exec_deadline_idx ON colony_assign.processes (exec_deadline)
     WHERE state = 1 AND exec_deadline IS NOT NULL;
@@ -236,6 +248,8 @@ COMMENT ON COLUMN colony_assign.processes.locality_wait IS
     'How long executors elsewhere hold off, in seconds: conditions.localitywait, or the default (5) when a preferred location is given without one.';
 COMMENT ON COLUMN colony_assign.processes.locality_until IS
     'Until when only executors at preferred_location may take it (submitted_at + locality_wait); NULL = any executor of the type (released, or no preference).';
+COMMENT ON COLUMN colony_assign.processes.lease_until IS
+    'Claim lease: a RUNNING process claimed through a coordinator (assign_batch) that its executor has not acknowledged (close, fail, log, heartbeat) by then goes back to WAITING, no retry counted. NULL = acknowledged, or claimed by SQL-direct assign().';
 COMMENT ON COLUMN colony_assign.processes.assigned_executor IS 'Name of the executor running (or that last ran) the process.';
 COMMENT ON COLUMN colony_assign.processes.priority IS 'Higher runs first (-50000..50000); ties run oldest first.';
 COMMENT ON COLUMN colony_assign.processes.funcname IS 'The function to run (spec.funcname).';
@@ -336,9 +350,11 @@ CREATE TYPE colony_assign.process AS (
     started_at        timestamptz,
     ended_at          timestamptz,
     exec_deadline     timestamptz,
-    workflow_id       bigint
+    workflow_id       bigint,
+    -- Added in 0.2.0; last, as ALTER TYPE ADD ATTRIBUTE puts it in an upgraded database.
+    lease_until       timestamptz
 );
 COMMENT ON TYPE colony_assign.process IS
-    'A process as assign(), process() and the HTTP API return it. spec holds args, kwargs and every other submitted field.';
+    'A process as assign(), process() and the HTTP API return it. spec holds args, kwargs and every other submitted field. lease_until: the claim lease of a coordinator claim not yet acknowledged (processes.lease_until).';
 
 REVOKE ALL ON ALL TABLES IN SCHEMA colony_assign FROM PUBLIC;

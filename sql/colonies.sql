@@ -136,23 +136,29 @@ END
 $$;
 
 CREATE FUNCTION colony_assign.configure(colony text, stale_after interval DEFAULT NULL,
-                                        retention interval DEFAULT NULL) RETURNS void
+                                        retention interval DEFAULT NULL,
+                                        claim_lease interval DEFAULT NULL) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM colony_assign._colony(colony);
-    IF stale_after <= interval '0' OR retention <= interval '0' THEN
-        RAISE EXCEPTION 'stale_after and retention must be positive' USING ERRCODE = '22023';
+    IF stale_after <= interval '0' OR retention <= interval '0' OR claim_lease <= interval '0' THEN
+        RAISE EXCEPTION 'stale_after, retention and claim_lease must be positive' USING ERRCODE = '22023';
     END IF;
     -- Bounded so that now() - retention (reap) and last_seen + stale_after stay timestamps:
     -- one colony's setting must not break reap() for every colony of the database.
     IF stale_after > interval '10 years' OR retention > interval '10 years' THEN
         RAISE EXCEPTION 'stale_after and retention must be at most 10 years' USING ERRCODE = '22023';
     END IF;
+    -- A lease is added to a claim's time inside the claim (src/claim.rs), in microseconds.
+    IF claim_lease > interval '1 day' THEN
+        RAISE EXCEPTION 'claim_lease must be at most 1 day' USING ERRCODE = '22023';
+    END IF;
     UPDATE colony_assign.colonies c
     SET stale_after = coalesce(configure.stale_after, c.stale_after),
-        retention = coalesce(configure.retention, c.retention)
+        retention = coalesce(configure.retention, c.retention),
+        claim_lease = coalesce(configure.claim_lease, c.claim_lease)
     WHERE c.name = configure.colony;
 END
 $$;

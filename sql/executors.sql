@@ -33,7 +33,8 @@ BEGIN
         UPDATE colony_assign.processes p
         -- A requeued process may run anywhere: its wait for a preferred location was once.
         SET state = 0, assigned_executor = NULL, started_at = NULL, exec_deadline = NULL,
-            wait_deadline = now() + p.max_wait_time * interval '1 second', locality_until = NULL
+            wait_deadline = now() + p.max_wait_time * interval '1 second', locality_until = NULL,
+            lease_until = NULL
         WHERE p.colony = _requeue_running.colony AND p.assigned_executor = _requeue_running.executor
           AND p.state = 1 AND p.started_at IS NOT NULL -- (processes_running_idx)
           AND (only_ids IS NULL OR p.id = ANY (only_ids))
@@ -126,5 +127,12 @@ BEGIN
     PERFORM colony_assign._executor(colony, executor);
     UPDATE colony_assign.executors e SET last_seen = now(), stale_since = NULL
     WHERE e.colony = heartbeat.colony AND e.name = heartbeat.executor;
+    -- Acknowledges the claim leases of everything RUNNING for it (docs/RELIABILITY.md, defect
+    -- 2): one walk of its range of processes_running_idx, which writes only rows that still
+    -- carry a lease (at most once per claim).
+    UPDATE colony_assign.processes p SET lease_until = NULL
+    WHERE p.colony = heartbeat.colony AND p.assigned_executor = heartbeat.executor
+      AND p.state = 1 AND p.started_at IS NOT NULL -- (processes_running_idx)
+      AND p.lease_until IS NOT NULL;
 END
 $$;

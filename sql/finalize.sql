@@ -60,7 +60,7 @@ GRANT EXECUTE ON FUNCTION
     colony_assign.pause(text),
     colony_assign.resume(text),
     colony_assign.set_strict(text, boolean),
-    colony_assign.configure(text, interval, interval),
+    colony_assign.configure(text, interval, interval, interval),
     colony_assign.add_admin(text, text[]),
     colony_assign.remove_admin(text)
 TO colony_assign_admin;
@@ -98,7 +98,7 @@ COMMENT ON FUNCTION colony_assign.fail(bigint, text, text[], text) IS
 COMMENT ON FUNCTION colony_assign.authenticate(text) IS
     'The executor (colony, name, type, location) a bearer token belongs to; no row for an unknown token.';
 COMMENT ON FUNCTION colony_assign.assign_batch(text[], text[], integer[]) IS
-    'Coordinator: assign() for several executors in one call (parallel arrays, served in order); per claimed process (request, process), per refused request (request, NULL, sqlstate, message). Strict colonies hold their (colony, type) lock once for the batch. Errors: 22004 NULL array, 22023 arrays of different lengths.';
+    'Coordinator: assign() for several executors in one call (parallel arrays, served in order); per claimed process (request, process), per refused request (request, NULL, sqlstate, message). Strict colonies hold their (colony, type) lock once for the batch. Each claim carries a lease (lease_until = claim time + the colony''s claim_lease) that the executor''s close, fail, log or heartbeat acknowledges; reap() gives back claims whose lease ran out. Errors: 22004 NULL array, 22023 arrays of different lengths.';
 COMMENT ON FUNCTION colony_assign.close_batch(bigint[], text[], jsonb[], text[]) IS
     'Coordinator: close() for several (process, executor, output, colony) in one call; one row per request (request, sqlstate, message), sqlstate NULL when closed, else what close() would have raised. Errors: 22004 NULL array, 22023 arrays of different lengths.';
 COMMENT ON FUNCTION colony_assign.release(text, text, bigint[]) IS
@@ -114,19 +114,19 @@ COMMENT ON FUNCTION colony_assign.resume(text) IS
 COMMENT ON FUNCTION colony_assign.set_strict(text, boolean) IS
     'Switches a colony between distributed (SKIP LOCKED, concurrent) and strict (exact priority order) assignment. Errors: P0002 unknown colony, 22004 NULL.';
 COMMENT ON FUNCTION colony_assign.reap() IS
-    'Enforces deadlines (RUNNING past maxexectime back to WAITING with retries + 1, or FAILED when maxretries is used up; WAITING past maxwaittime FAILED; workflow descendants of what failed fail too), requeues the processes of executors silent past stale_after, and deletes finished processes past retention. Bounded batches; more = call again. Safe to run from many sessions at once.';
+    'Enforces deadlines (RUNNING past maxexectime back to WAITING with retries + 1, or FAILED when maxretries is used up; WAITING past maxwaittime FAILED; workflow descendants of what failed fail too), gives back (WAITING, no retry counted, key notified) coordinator claims whose lease ran out unacknowledged, requeues the processes of executors silent past stale_after, and deletes finished processes past retention. Bounded batches; more = call again. Safe to run from many sessions at once.';
 COMMENT ON FUNCTION colony_assign.submit_workflow(text, jsonb) IS
     'Submits a DAG: a JSON array of specs, each with a unique nodename and conditions.dependencies naming its parents; returns the workflow id. Roots are assignable at once, a child when its last parent succeeds (its input = the parents'' outputs in dependency order); a failed or cancelled node ends its descendants. Errors: 22023 empty, missing/duplicate nodename, unknown or repeated dependency, cycle (named), invalid spec; 54000 too large; P0002 unknown colony.';
 COMMENT ON FUNCTION colony_assign.workflow(bigint) IS
     'A workflow as JSON: its state and every node with process id, state and edges. Errors: P0002 unknown workflow.';
 COMMENT ON FUNCTION colony_assign.heartbeat(text, text) IS
-    'Keeps a busy executor alive (every executor call does too). Errors: 22004 NULL name, P0002 unknown colony or executor, 42501 not the logged-in executor.';
+    'Keeps a busy executor alive (every executor call does too) and acknowledges the claim leases of every process RUNNING for it. Errors: 22004 NULL name, P0002 unknown colony or executor, 42501 not the logged-in executor.';
 COMMENT ON FUNCTION colony_assign.log(bigint, text, text, text) IS
-    'Appends a progress message to a RUNNING process; only its assigned executor may. Errors: 22004 NULL message, 54000 over 16 KiB, and those of close().';
+    'Appends a progress message to a RUNNING process (acknowledging its claim lease); only its assigned executor may. Errors: 22004 NULL message, 54000 over 16 KiB, and those of close().';
 COMMENT ON FUNCTION colony_assign.logs(bigint) IS
     'A process''s log messages, oldest first. Errors: P0002 unknown process.';
-COMMENT ON FUNCTION colony_assign.configure(text, interval, interval) IS
-    'Sets a colony''s stale_after (executor liveness) and retention (finished processes); NULL keeps a value. Errors: P0002 unknown colony, 22023 not positive or over 10 years.';
+COMMENT ON FUNCTION colony_assign.configure(text, interval, interval, interval) IS
+    'Sets a colony''s stale_after (executor liveness), retention (finished processes) and claim_lease (how long a coordinator claim may go unacknowledged before the reaper gives it back; default 15 s); NULL keeps a value. Errors: P0002 unknown colony, 22023 not positive, stale_after or retention over 10 years, claim_lease over 1 day.';
 COMMENT ON FUNCTION colony_assign.worker_active() IS
     'Whether the background reaper runs in this database.';
 COMMENT ON FUNCTION colony_assign.channels(text, text) IS

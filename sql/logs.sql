@@ -14,6 +14,7 @@ SET jit = off
 AS $$
 DECLARE
     process_colony text;
+    leased boolean;
 BEGIN
     PERFORM colony_assign._check_name(executor, 'executor');
     -- Only as the executor this session may act as (src/identity.rs); within its colony.
@@ -28,11 +29,16 @@ BEGIN
         RAISE EXCEPTION 'message is % bytes, at most %', octet_length(message), colony_assign._max_log_bytes()
             USING ERRCODE = '54000';
     END IF;
-    SELECT p.colony INTO process_colony FROM colony_assign.processes p
+    SELECT p.colony, p.lease_until IS NOT NULL INTO process_colony, leased FROM colony_assign.processes p
     WHERE p.id = process_id AND p.state = 1 AND p.assigned_executor = executor
       AND (log.colony IS NULL OR p.colony = log.colony);
     IF NOT FOUND THEN
         PERFORM colony_assign._explain_not_running(process_id, executor, colony);
+    END IF;
+    -- The executor has it: its claim lease is acknowledged (the first log only).
+    IF leased THEN
+        UPDATE colony_assign.processes p SET lease_until = NULL
+        WHERE p.id = process_id AND p.state = 1 AND p.assigned_executor = executor;
     END IF;
     INSERT INTO colony_assign.logs (process_id, executor, message) VALUES (process_id, executor, message);
     PERFORM colony_assign._touch(process_colony, executor);

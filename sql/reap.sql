@@ -56,6 +56,7 @@ DECLARE
     batch constant integer := colony_assign._reap_batch();
     wait_failed bigint;
     stale_requeued bigint;
+    lease_requeued bigint;
     ended_parents bigint[];
     channels integer;
 BEGIN
@@ -87,7 +88,7 @@ BEGIN
                                             format('maximum execution time of %s s exceeded', p.max_exec_time)) END,
             wait_deadline = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries
                                  THEN now() + p.max_wait_time * interval '1 second' ELSE p.wait_deadline END,
-            exec_deadline = NULL,
+            exec_deadline = NULL, lease_until = NULL,
             -- A requeued process may run anywhere: its wait for a preferred location was once.
             locality_until = NULL
         FROM overdue
@@ -108,6 +109,34 @@ BEGIN
     IF ended_parents IS NOT NULL THEN
         PERFORM colony_assign._end_descendants(ended_parents, 3);
     END IF;
+
+    -- Coordinator claims whose lease ran out unacknowledged (docs/RELIABILITY.md, defect 2):
+    -- the answer never reached the executor, so the process goes back to WAITING with no retry
+    -- counted and its key is woken, as release() does. Reads only processes_leased_idx.
+    WITH expired AS (
+        SELECT p.id
+        FROM colony_assign.processes p
+        WHERE p.state = 1 AND p.lease_until IS NOT NULL AND p.lease_until < now()
+        ORDER BY p.lease_until
+        LIMIT batch
+        FOR NO KEY UPDATE SKIP LOCKED
+    ), back AS (
+        UPDATE colony_assign.processes p
+        SET state = 0, assigned_executor = NULL, started_at = NULL, exec_deadline = NULL,
+            wait_deadline = now() + p.max_wait_time * interval '1 second', locality_until = NULL,
+            lease_until = NULL
+        FROM expired
+        WHERE p.id = expired.id AND p.state = 1 AND p.lease_until < now()
+        RETURNING p.colony, p.executor_type, p.location, p.executor_names
+    ), keys AS (
+        SELECT b.colony, b.executor_type, b.location, b.executor_names, count(*) AS n
+        FROM back b GROUP BY b.colony, b.executor_type, b.location, b.executor_names
+    )
+    SELECT coalesce(sum(k.n), 0),
+           sum(colony_assign._wake_group(k.colony, k.executor_type, k.location, k.executor_names, k.n))
+    INTO lease_requeued, channels FROM keys k;
+    requeued := requeued + lease_requeued;
+    more := more OR lease_requeued >= batch;
 
     -- WAITING past maxwaittime: FAILED, and so are its workflow descendants.
     WITH overdue AS (

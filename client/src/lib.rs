@@ -86,6 +86,7 @@
 
 mod admin;
 mod error;
+mod lease;
 mod replicas;
 pub mod retry;
 mod types;
@@ -247,6 +248,7 @@ impl ClientBuilder {
             inner: Arc::new(Inner {
                 rotation: Mutex::new(Rotation::new(n, start, self.settings.quarantine)),
                 probes: Mutex::new(vec![None; n]),
+                held: lease::Held::default(),
                 replicas,
                 auth,
                 http,
@@ -342,6 +344,8 @@ struct Inner {
     rotation: Mutex<Rotation>,
     /// Per replica: when it was last probed, and whether it accepted the connection.
     probes: Mutex<Vec<Option<(Instant, bool)>>>,
+    /// Processes received with a claim lease and not yet acknowledged (`lease.rs`).
+    held: lease::Held,
 }
 
 /// One logical call, sent to one replica after another until one answers for good.
@@ -784,6 +788,13 @@ impl Client {
     ///
     /// If the replica fails meanwhile, the poll goes on at another for the time that is left
     /// (nothing is lost: a replica that could not deliver its answer gave the processes back).
+    ///
+    /// Each process comes with a claim lease (`lease_until`, the colony's `claim_lease`, 15 s
+    /// by default): the database gives it back to WAITING unless the executor acknowledges it
+    /// within the lease — its [`close`](Client::close), [`fail`](Client::fail),
+    /// [`log`](Client::log) or a [`heartbeat`](Client::heartbeat). This client does it: half a
+    /// lease after receiving processes, if it has not closed, failed or logged all of them,
+    /// it sends one heartbeat (in a task of its own), which acknowledges them all.
     pub async fn assign(&self, colony: &str, timeout: Duration, max: u32) -> Result<Vec<Process>> {
         let mut call = Call::new(
             Method::POST,
@@ -795,7 +806,33 @@ impl Client {
         if reply.status == 204 {
             return Ok(Vec::new());
         }
-        reply.json()
+        let processes: Vec<Process> = reply.json()?;
+        self.hold(&processes);
+        Ok(processes)
+    }
+
+    /// Keeps the leases of `processes` (see [`assign`](Client::assign)).
+    fn hold(&self, processes: &[Process]) {
+        let mut shortest: Option<Duration> = None;
+        let mut ids = Vec::new();
+        for p in processes {
+            if let Some(lease) = lease::length(p.started_at.as_deref(), p.extra.get("lease_until"))
+            {
+                shortest = Some(shortest.map_or(lease, |s| s.min(lease)));
+                ids.push(p.id);
+            }
+        }
+        let Some(lease) = shortest else { return };
+        self.inner.held.add(ids.iter().copied());
+        let client = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(lease / 2).await;
+            if client.inner.held.take_any(&ids) {
+                // Retried across replicas like any heartbeat; if it fails for good, the
+                // executor may still close in time, and otherwise the lease gives it back.
+                let _ = client.heartbeat().await;
+            }
+        });
     }
 
     /// Marks process `id` SUCCESS with `output` (`None` leaves it NULL). Only its assigned
@@ -811,7 +848,9 @@ impl Client {
             call = call.json(&serde_json::json!({ "output": output }))?;
         }
         call.finishes_as = Some("SUCCESS");
-        self.inner.call(&call).await.map(drop)
+        let outcome = self.inner.call(&call).await.map(drop);
+        self.inner.held.remove(id);
+        outcome
     }
 
     /// Closes many processes, [`MAX_CLOSES_PER_REQUEST`] per request; one result per distinct
@@ -830,7 +869,11 @@ impl Client {
                 Safety::Idempotent,
             )
             .json(&chunk)?;
-            let reply = self.inner.call(&call).await?;
+            let reply = self.inner.call(&call).await;
+            for close in chunk {
+                self.inner.held.remove(close.id);
+            }
+            let reply = reply?;
             for mut item in reply.json::<Results>()?.results {
                 if !item.closed
                     && already_finished(
@@ -860,7 +903,9 @@ impl Client {
         )
         .json(&serde_json::json!({ "errors": errors }))?;
         call.finishes_as = Some("FAILED");
-        self.inner.call(&call).await.map(drop)
+        let outcome = self.inner.call(&call).await.map(drop);
+        self.inner.held.remove(id);
+        outcome
     }
 
     /// Process `id` (404 when it does not exist or is in another colony).
@@ -893,7 +938,8 @@ impl Client {
         self.inner.call(&call).await?.json()
     }
 
-    /// Keeps the token's executor alive during a long process.
+    /// Keeps the token's executor alive during a long process, and acknowledges the claim
+    /// leases of every process running for it.
     pub async fn heartbeat(&self) -> Result<()> {
         let call = Call::new(
             Method::POST,
@@ -912,7 +958,12 @@ impl Client {
             Safety::Once,
         )
         .json(&serde_json::json!({ "message": message }))?;
-        self.inner.call(&call).await.map(drop)
+        let outcome = self.inner.call(&call).await.map(drop);
+        if outcome.is_ok() {
+            // Acknowledged its lease.
+            self.inner.held.remove(id);
+        }
+        outcome
     }
 
     /// Process `id`'s log, oldest first.

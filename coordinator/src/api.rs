@@ -64,6 +64,12 @@ pub struct Process {
     #[schema(format = DateTime)]
     pub exec_deadline: Option<String>,
     pub workflow_id: Option<i64>,
+    /// Claim lease (docs/protocol.md): a process handed out by a long-poll goes back to
+    /// WAITING unless its executor closes, fails, logs to it or heartbeats by then; null once
+    /// acknowledged, and for SQL-direct claims.
+    #[serde(default)]
+    #[schema(format = DateTime)]
+    pub lease_until: Option<String>,
 }
 
 /// A process in a listing: a [`Process`] without `spec`, `input`, `output` and `errors` (each

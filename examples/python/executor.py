@@ -24,11 +24,13 @@ import random
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 import urllib.error
 import urllib.parse
 import urllib.request
+from datetime import datetime
 
 
 # --- The functions this executor runs, by funcname ------------------------------------------
@@ -272,6 +274,10 @@ class Coordinators:
         status, data = self.call("POST", None, path_for_attempt=for_attempt)
         return [] if status == 204 else json.loads(data)
 
+    def heartbeat(self):
+        """Keeps the executor alive and acknowledges the claim leases of all its processes."""
+        self.call("POST", "/v1/executors/heartbeat")
+
     def close(self, process_id, output):
         self.call("POST", f"/v1/processes/{process_id}/close", {"output": output},
                   finishes_as="SUCCESS")
@@ -298,6 +304,40 @@ def run(process):
     result = function(*spec.get("args") or [], **spec.get("kwargs") or {})
     json.dumps(result)  # raises TypeError when the result is not JSON
     return result
+
+
+def lease_seconds(process):
+    """The claim lease a process came with (lease_until - started_at; None without one).
+
+    A process a coordinator hands out goes back to WAITING unless its executor acknowledges it
+    within the lease (the colony's claim_lease, 15 s by default): by closing or failing it,
+    logging to it, or a heartbeat. A function that runs longer than half the lease needs the
+    heartbeat, which main() sends from a timer."""
+    try:
+        started = datetime.fromisoformat(process["started_at"])
+        until = datetime.fromisoformat(process["lease_until"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return max(0.0, (until - started).total_seconds())
+
+
+def acknowledge_later(replicas, token, start, processes):
+    """A started timer that heartbeats half a lease from now (cancel it once every process
+    is closed or failed). It uses its own connections: the main thread's are busy."""
+    leases = [s for s in map(lease_seconds, processes) if s is not None]
+    if not leases:
+        return None
+
+    def heartbeat():
+        try:
+            Coordinators(replicas, token, start).heartbeat()
+        except Exception as e:
+            log(f"heartbeat failed: {e}")
+
+    timer = threading.Timer(min(leases) / 2, heartbeat)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def main():
@@ -333,6 +373,7 @@ def main():
             continue
         if not processes and args.once:
             return 0
+        timer = acknowledge_later(replicas, token, args.start, processes)
         for process in processes:
             try:
                 output = run(process)
@@ -350,6 +391,8 @@ def main():
             except Exception as e:
                 # Its maxexectime will requeue it if this close never arrived.
                 log(f"could not close process {process['id']}: {e}")
+        if timer is not None:
+            timer.cancel()
 
 
 if __name__ == "__main__":

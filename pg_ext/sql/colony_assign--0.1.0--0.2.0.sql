@@ -25,6 +25,21 @@ COMMENT ON COLUMN colony_assign.processes.locality_wait IS
 COMMENT ON COLUMN colony_assign.processes.locality_until IS
     'Until when only executors at preferred_location may take it (submitted_at + locality_wait); NULL = any executor of the type (released, or no preference).';
 
+-- Claim leases (docs/RELIABILITY.md, defect 2): a process claimed through a coordinator that
+-- its executor never acknowledges goes back to WAITING when its lease runs out.
+ALTER TABLE colony_assign.colonies ADD COLUMN claim_lease interval NOT NULL DEFAULT interval '15 seconds';
+ALTER TABLE colony_assign.colonies ADD CONSTRAINT claim_lease_positive CHECK (claim_lease > interval '0');
+COMMENT ON COLUMN colony_assign.colonies.claim_lease IS
+    'How long a process claimed through a coordinator (assign_batch) may go unacknowledged (close, fail, log, heartbeat) before the reaper gives it back to WAITING, no retry counted: a claim whose answer never reached its executor.';
+ALTER TABLE colony_assign.processes ADD COLUMN lease_until timestamptz;
+CREATE INDEX processes_leased_idx ON colony_assign.processes (lease_until)
+    WHERE state = 1 AND lease_until IS NOT NULL;
+COMMENT ON COLUMN colony_assign.processes.lease_until IS
+    'Claim lease: a RUNNING process claimed through a coordinator (assign_batch) that its executor has not acknowledged (close, fail, log, heartbeat) by then goes back to WAITING, no retry counted. NULL = acknowledged, or claimed by SQL-direct assign().';
+ALTER TYPE colony_assign.process ADD ATTRIBUTE lease_until timestamptz;
+COMMENT ON TYPE colony_assign.process IS
+    'A process as assign(), process() and the HTTP API return it. spec holds args, kwargs and every other submitted field. lease_until: the claim lease of a coordinator claim not yet acknowledged (processes.lease_until).';
+
 -- Admin tokens (login, admin routes).
 CREATE TABLE colony_assign.admins (
     name       text        PRIMARY KEY,
@@ -80,6 +95,40 @@ BEGIN
     END LOOP;
 END
 $drop$;
+/* <begin connected objects> */
+-- pg_ext/src/lib.rs:54
+-- requires:
+--   bootstrap
+
+-- Input validation shared by the SQL functions. Specs are checked in Rust (src/spec.rs), where
+-- they are parsed once into the row that is stored.
+
+--------------------------------------------------------------------------------
+-- Names (colonies, executors, executor types, locations)
+--------------------------------------------------------------------------------
+
+-- Raises 22004 for NULL and 22023 for an empty or over-long name. Names may hold any
+-- characters (quotes, unicode); they are data, never spliced into SQL or channel names.
+CREATE FUNCTION colony_assign._check_name(value text, what text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+    IF value IS NULL THEN
+        RAISE EXCEPTION '% must not be NULL', what USING ERRCODE = '22004';
+    ELSIF value = '' THEN
+        RAISE EXCEPTION '% must not be empty', what USING ERRCODE = '22023';
+    ELSIF octet_length(value) > 255 THEN
+        RAISE EXCEPTION '% is too long: % bytes, at most 255', what, octet_length(value)
+            USING ERRCODE = '22023';
+    END IF;
+END
+$$;
+
+-- Largest accepted spec, output and error list, in bytes (as stored). Over it: SQLSTATE 54000.
+CREATE FUNCTION colony_assign._max_document_bytes() RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN 262144;
+/* </end connected objects> */
 /* <begin connected objects> */
 -- pg_ext/src/lib.rs:80
 -- requires:
@@ -142,40 +191,6 @@ BEGIN
     PERFORM pg_notify('ca_control', jsonb_build_object('event', 'admin_removed', 'admin', name)::text);
 END
 $$;
-/* </end connected objects> */
-/* <begin connected objects> */
--- pg_ext/src/lib.rs:54
--- requires:
---   bootstrap
-
--- Input validation shared by the SQL functions. Specs are checked in Rust (src/spec.rs), where
--- they are parsed once into the row that is stored.
-
---------------------------------------------------------------------------------
--- Names (colonies, executors, executor types, locations)
---------------------------------------------------------------------------------
-
--- Raises 22004 for NULL and 22023 for an empty or over-long name. Names may hold any
--- characters (quotes, unicode); they are data, never spliced into SQL or channel names.
-CREATE FUNCTION colony_assign._check_name(value text, what text) RETURNS void
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-AS $$
-BEGIN
-    IF value IS NULL THEN
-        RAISE EXCEPTION '% must not be NULL', what USING ERRCODE = '22004';
-    ELSIF value = '' THEN
-        RAISE EXCEPTION '% must not be empty', what USING ERRCODE = '22023';
-    ELSIF octet_length(value) > 255 THEN
-        RAISE EXCEPTION '% is too long: % bytes, at most 255', what, octet_length(value)
-            USING ERRCODE = '22023';
-    END IF;
-END
-$$;
-
--- Largest accepted spec, output and error list, in bytes (as stored). Over it: SQLSTATE 54000.
-CREATE FUNCTION colony_assign._max_document_bytes() RETURNS integer
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN 262144;
 /* </end connected objects> */
 /* <begin connected objects> */
 -- pg_ext/src/identity.rs:156
@@ -299,7 +314,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN ROW(p.id, p.colony, p.state, p.executor_type, p.location, p.executor_names,
            p.assigned_executor, p.priority, p.funcname, p.label, p.nodename, p.spec, p.input,
            p.output, p.errors, p.retries, p.submitted_at, p.started_at, p.ended_at,
-           p.exec_deadline, p.workflow_id)::colony_assign.process;
+           p.exec_deadline, p.workflow_id, p.lease_until)::colony_assign.process;
 
 -- Name of a state, for error messages.
 CREATE FUNCTION colony_assign._state_name(state integer) RETURNS text
@@ -458,233 +473,6 @@ LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER ROWS 100
 AS 'MODULE_PATHNAME', 'colony_assign_close_many';
 /* </end connected objects> */
 /* <begin connected objects> */
--- pg_ext/src/lib.rs:67
--- requires:
---   processes
---   workflow::_find_cycle
-
--- Workflows: DAGs of processes by nodename and conditions.dependencies.
---
--- The graph lives on the processes themselves: `parents` (in dependency order), `children`
--- and `pending_parents`. A child is assignable when pending_parents reaches 0, which happens
--- in the transaction of its last parent's close(): one decrement per edge, never a re-read of
--- the whole graph (ColonyOS re-resolves the graph on every assign and close).
-
--- Called by close() with the children of a process that just succeeded: decrements each,
--- and releases (inputs + notification) those whose last parent this was. Returns how many.
-CREATE FUNCTION colony_assign._release_children(child_ids bigint[]) RETURNS integer
-LANGUAGE plpgsql VOLATILE
-AS $$
-DECLARE
-    ready bigint[];
-    channels integer;
-BEGIN
-    -- Two parents closing at once serialize on the child's row lock, so exactly one of them
-    -- sees the count reach 0.
-    WITH counted AS (
-        UPDATE colony_assign.processes c SET pending_parents = c.pending_parents - 1
-        WHERE c.id = ANY (child_ids) AND c.state = 0 AND c.pending_parents > 0
-        RETURNING c.id, c.pending_parents
-    )
-    SELECT array_agg(counted.id) INTO ready FROM counted WHERE counted.pending_parents = 0;
-    IF ready IS NULL THEN
-        RETURN 0;
-    END IF;
-    -- A second statement on purpose: its fresh snapshot sees the output of a parent whose
-    -- close committed while the decrement above waited for the child's row lock.
-    -- A child with a preferred location starts its wait for it now (local-first placement),
-    -- and is announced on that location's key until the wait is over.
-    WITH filled AS (
-        UPDATE colony_assign.processes c
-        SET input = (SELECT jsonb_agg(p.output ORDER BY u.ord)
-                     FROM unnest(c.parents) WITH ORDINALITY AS u(id, ord)
-                     JOIN colony_assign.processes p ON p.id = u.id),
-            locality_until = CASE
-                WHEN c.preferred_location IS NOT NULL AND c.location IS NULL AND c.executor_names IS NULL
-                     AND c.locality_wait > 0
-                THEN now() + c.locality_wait * interval '1 second' END
-        WHERE c.id = ANY (ready)
-        RETURNING c.colony, c.executor_type, coalesce(c.location, CASE WHEN c.locality_until IS NOT NULL
-                                                                   THEN c.preferred_location END) AS location,
-                  c.executor_names
-    ), keys AS (
-        SELECT f.colony, f.executor_type, f.location, f.executor_names, count(*) AS n
-        FROM filled f GROUP BY f.colony, f.executor_type, f.location, f.executor_names
-    )
-    SELECT sum(colony_assign._wake_group(k.colony, k.executor_type, k.location, k.executor_names, k.n))
-    INTO channels FROM keys k;
-    RETURN cardinality(ready);
-END
-$$;
-
--- Ends every waiting descendant of the `ended` processes as FAILED (3) or CANCELLED (4), each
--- with an error naming the ancestor that ended it. Returns how many.
-CREATE FUNCTION colony_assign._end_descendants(ended bigint[], new_state integer) RETURNS bigint
-LANGUAGE plpgsql VOLATILE
-AS $$
-DECLARE
-    count bigint;
-BEGIN
-    WITH RECURSIVE below(id, root) AS (
-        SELECT c.id, p.id
-        FROM colony_assign.processes p, unnest(p.children) AS c(id)
-        WHERE p.id = ANY (ended)
-        UNION
-        SELECT c.id, b.root
-        FROM below b
-        JOIN colony_assign.processes p ON p.id = b.id
-        CROSS JOIN unnest(p.children) AS c(id)
-    ), first_root AS (
-        SELECT DISTINCT ON (b.id) b.id, b.root FROM below b ORDER BY b.id, b.root
-    ), done AS (
-        UPDATE colony_assign.processes p
-        SET state = new_state, ended_at = now(),
-            errors = array_append(coalesce(p.errors, '{}'),
-                format('parent %s (process %s) %s', to_jsonb(r.nodename), r.id,
-                       CASE WHEN new_state = 3 THEN 'failed' ELSE 'was cancelled' END))
-        FROM first_root f
-        JOIN colony_assign.processes r ON r.id = f.root
-        WHERE p.id = f.id AND p.state = 0
-        RETURNING p.id
-    )
-    SELECT count(*) INTO count FROM done;
-    RETURN count;
-END
-$$;
-
-CREATE FUNCTION colony_assign.submit_workflow(colony text, specs jsonb) RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
-SET jit = off
-AS $$
-DECLARE
-    n integer;
-    nodes text[];
-    bad bigint;
-    name text;
-    edge_child integer[];
-    edge_parent integer[];
-    edge_dep text[];
-    pending integer[];
-    cycle integer[];
-    workflow bigint;
-    ids bigint[];
-BEGIN
-    PERFORM colony_assign._colony(colony);
-    PERFORM colony_assign._visible_colony(colony);
-    PERFORM colony_assign._check_specs(colony, specs, false, true);
-    n := jsonb_array_length(specs);
-    IF n = 0 THEN
-        RAISE EXCEPTION 'a workflow needs at least one spec' USING ERRCODE = '22023';
-    END IF;
-
-    SELECT array_agg(coalesce(a.s ->> 'nodename', '') ORDER BY a.i) INTO nodes
-    FROM jsonb_array_elements(specs) WITH ORDINALITY AS a(s, i);
-    SELECT u.i - 1 INTO bad FROM unnest(nodes) WITH ORDINALITY AS u(node, i) WHERE u.node = '' LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'spec[%]: spec.nodename is required in a workflow', bad USING ERRCODE = '22023';
-    END IF;
-    SELECT u.node INTO name FROM unnest(nodes) AS u(node) GROUP BY u.node HAVING count(*) > 1 LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'nodename % is used twice', to_jsonb(name)::text USING ERRCODE = '22023';
-    END IF;
-
-    -- Edges child <- parent as 0-based spec indexes, grouped by child with its dependencies in
-    -- the order written (so an edge's position orders a child's parents).
-    SELECT coalesce(array_agg(e.child ORDER BY e.child, e.ord), '{}'),
-           coalesce(array_agg(e.parent ORDER BY e.child, e.ord), '{}'),
-           coalesce(array_agg(e.dep ORDER BY e.child, e.ord), '{}')
-    INTO edge_child, edge_parent, edge_dep
-    FROM (SELECT (a.i - 1)::integer AS child, array_position(nodes, d.dep) - 1 AS parent, d.dep, d.ord
-          FROM jsonb_array_elements(specs) WITH ORDINALITY AS a(s, i),
-               jsonb_array_elements_text(CASE WHEN jsonb_typeof(a.s #> '{conditions,dependencies}') = 'array'
-                                              THEN a.s #> '{conditions,dependencies}' ELSE '[]' END)
-                   WITH ORDINALITY AS d(dep, ord)) AS e;
-    SELECT e.child, e.dep INTO bad, name
-    FROM unnest(edge_child, edge_parent, edge_dep) AS e(child, parent, dep) WHERE e.parent IS NULL LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'spec[%]: dependency % is not a nodename of this workflow', bad, to_jsonb(name)::text
-            USING ERRCODE = '22023';
-    END IF;
-    SELECT e.child, e.dep INTO bad, name
-    FROM unnest(edge_child, edge_dep) AS e(child, dep) GROUP BY e.child, e.dep HAVING count(*) > 1 LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'spec[%]: dependency % is listed twice', bad, to_jsonb(name)::text USING ERRCODE = '22023';
-    END IF;
-    cycle := colony_assign._find_cycle(n, edge_child, edge_parent);
-    IF cardinality(cycle) > 0 THEN
-        RAISE EXCEPTION 'the dependencies form a cycle: %',
-            (SELECT string_agg(to_jsonb(nodes[c.i + 1])::text, ' -> ' ORDER BY c.ord)
-             FROM unnest(cycle || cycle[1]) WITH ORDINALITY AS c(i, ord))
-            USING ERRCODE = '22023';
-    END IF;
-
-    INSERT INTO colony_assign.workflows (colony) VALUES (colony) RETURNING id INTO workflow;
-    SELECT array_agg(coalesce(x.parents, 0)::integer ORDER BY g.i) INTO pending
-    FROM generate_series(0, n - 1) AS g(i)
-    LEFT JOIN (SELECT e.child, count(*) AS parents FROM unnest(edge_child) AS e(child) GROUP BY e.child) x
-        ON x.child = g.i;
-    -- Roots are assignable (and notified) at once; the others wait for their parents.
-    ids := colony_assign._insert_specs(colony, specs, workflow, pending);
-    UPDATE colony_assign.processes p
-    SET parents = up.parent_ids, children = down.child_ids
-    FROM generate_series(0, n - 1) AS g(i)
-    LEFT JOIN (SELECT e.child, array_agg(ids[e.parent + 1] ORDER BY e.k) AS parent_ids
-               FROM unnest(edge_child, edge_parent) WITH ORDINALITY AS e(child, parent, k)
-               GROUP BY e.child) up ON up.child = g.i
-    LEFT JOIN (SELECT e.parent, array_agg(ids[e.child + 1] ORDER BY e.child) AS child_ids
-               FROM unnest(edge_child, edge_parent) AS e(child, parent)
-               GROUP BY e.parent) down ON down.parent = g.i
-    WHERE p.id = ids[g.i + 1] AND (up.parent_ids IS NOT NULL OR down.child_ids IS NOT NULL);
-    RETURN workflow;
-END
-$$;
-
--- A workflow and its graph, as JSON: state (the graph's: FAILED if any member failed,
--- CANCELLED if any was cancelled, SUCCESS when all succeeded, RUNNING once any started, else
--- WAITING) and every node with its process, state and edges by nodename.
-CREATE FUNCTION colony_assign.workflow(workflow_id bigint) RETURNS jsonb
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    result jsonb;
-BEGIN
-    SELECT jsonb_build_object(
-        'id', w.id,
-        'colony', w.colony,
-        'submitted_at', w.submitted_at,
-        'state', CASE WHEN bool_or(p.state = 3) THEN 3
-                      WHEN bool_or(p.state = 4) THEN 4
-                      WHEN bool_and(p.state = 2) THEN 2
-                      WHEN bool_or(p.state IN (1, 2)) THEN 1
-                      ELSE 0 END,
-        'nodes', jsonb_agg(jsonb_build_object(
-            'nodename', p.nodename,
-            'process_id', p.id,
-            'state', p.state,
-            'pending_parents', p.pending_parents,
-            'parents', (SELECT coalesce(jsonb_agg(q.nodename ORDER BY u.ord), '[]')
-                        FROM unnest(p.parents) WITH ORDINALITY AS u(id, ord)
-                        JOIN colony_assign.processes q ON q.id = u.id),
-            'children', (SELECT coalesce(jsonb_agg(q.nodename ORDER BY q.id), '[]')
-                         FROM colony_assign.processes q WHERE q.id = ANY (p.children)))
-            ORDER BY p.id))
-    INTO result
-    FROM colony_assign.workflows w
-    JOIN colony_assign.processes p ON p.workflow_id = w.id
-    WHERE w.id = workflow.workflow_id
-    GROUP BY w.id, w.colony, w.submitted_at;
-    -- Another colony's workflow looks exactly like none (src/identity.rs).
-    IF result IS NULL OR NOT colony_assign._may_see(result ->> 'colony') THEN
-        RAISE EXCEPTION 'unknown workflow %', workflow_id USING ERRCODE = 'P0002';
-    END IF;
-    RETURN result;
-END
-$$;
-/* </end connected objects> */
-/* <begin connected objects> */
 -- pg_ext/src/lib.rs:65
 -- requires:
 --   processes
@@ -747,6 +535,7 @@ DECLARE
     batch constant integer := colony_assign._reap_batch();
     wait_failed bigint;
     stale_requeued bigint;
+    lease_requeued bigint;
     ended_parents bigint[];
     channels integer;
 BEGIN
@@ -778,7 +567,7 @@ BEGIN
                                             format('maximum execution time of %s s exceeded', p.max_exec_time)) END,
             wait_deadline = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries
                                  THEN now() + p.max_wait_time * interval '1 second' ELSE p.wait_deadline END,
-            exec_deadline = NULL,
+            exec_deadline = NULL, lease_until = NULL,
             -- A requeued process may run anywhere: its wait for a preferred location was once.
             locality_until = NULL
         FROM overdue
@@ -799,6 +588,34 @@ BEGIN
     IF ended_parents IS NOT NULL THEN
         PERFORM colony_assign._end_descendants(ended_parents, 3);
     END IF;
+
+    -- Coordinator claims whose lease ran out unacknowledged (docs/RELIABILITY.md, defect 2):
+    -- the answer never reached the executor, so the process goes back to WAITING with no retry
+    -- counted and its key is woken, as release() does. Reads only processes_leased_idx.
+    WITH expired AS (
+        SELECT p.id
+        FROM colony_assign.processes p
+        WHERE p.state = 1 AND p.lease_until IS NOT NULL AND p.lease_until < now()
+        ORDER BY p.lease_until
+        LIMIT batch
+        FOR NO KEY UPDATE SKIP LOCKED
+    ), back AS (
+        UPDATE colony_assign.processes p
+        SET state = 0, assigned_executor = NULL, started_at = NULL, exec_deadline = NULL,
+            wait_deadline = now() + p.max_wait_time * interval '1 second', locality_until = NULL,
+            lease_until = NULL
+        FROM expired
+        WHERE p.id = expired.id AND p.state = 1 AND p.lease_until < now()
+        RETURNING p.colony, p.executor_type, p.location, p.executor_names
+    ), keys AS (
+        SELECT b.colony, b.executor_type, b.location, b.executor_names, count(*) AS n
+        FROM back b GROUP BY b.colony, b.executor_type, b.location, b.executor_names
+    )
+    SELECT coalesce(sum(k.n), 0),
+           sum(colony_assign._wake_group(k.colony, k.executor_type, k.location, k.executor_names, k.n))
+    INTO lease_requeued, channels FROM keys k;
+    requeued := requeued + lease_requeued;
+    more := more OR lease_requeued >= batch;
 
     -- WAITING past maxwaittime: FAILED, and so are its workflow descendants.
     WITH overdue AS (
@@ -1041,23 +858,29 @@ END
 $$;
 
 CREATE FUNCTION colony_assign.configure(colony text, stale_after interval DEFAULT NULL,
-                                        retention interval DEFAULT NULL) RETURNS void
+                                        retention interval DEFAULT NULL,
+                                        claim_lease interval DEFAULT NULL) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM colony_assign._colony(colony);
-    IF stale_after <= interval '0' OR retention <= interval '0' THEN
-        RAISE EXCEPTION 'stale_after and retention must be positive' USING ERRCODE = '22023';
+    IF stale_after <= interval '0' OR retention <= interval '0' OR claim_lease <= interval '0' THEN
+        RAISE EXCEPTION 'stale_after, retention and claim_lease must be positive' USING ERRCODE = '22023';
     END IF;
     -- Bounded so that now() - retention (reap) and last_seen + stale_after stay timestamps:
     -- one colony's setting must not break reap() for every colony of the database.
     IF stale_after > interval '10 years' OR retention > interval '10 years' THEN
         RAISE EXCEPTION 'stale_after and retention must be at most 10 years' USING ERRCODE = '22023';
     END IF;
+    -- A lease is added to a claim's time inside the claim (src/claim.rs), in microseconds.
+    IF claim_lease > interval '1 day' THEN
+        RAISE EXCEPTION 'claim_lease must be at most 1 day' USING ERRCODE = '22023';
+    END IF;
     UPDATE colony_assign.colonies c
     SET stale_after = coalesce(configure.stale_after, c.stale_after),
-        retention = coalesce(configure.retention, c.retention)
+        retention = coalesce(configure.retention, c.retention),
+        claim_lease = coalesce(configure.claim_lease, c.claim_lease)
     WHERE c.name = configure.colony;
 END
 $$;
@@ -1133,7 +956,8 @@ BEGIN
         UPDATE colony_assign.processes p
         -- A requeued process may run anywhere: its wait for a preferred location was once.
         SET state = 0, assigned_executor = NULL, started_at = NULL, exec_deadline = NULL,
-            wait_deadline = now() + p.max_wait_time * interval '1 second', locality_until = NULL
+            wait_deadline = now() + p.max_wait_time * interval '1 second', locality_until = NULL,
+            lease_until = NULL
         WHERE p.colony = _requeue_running.colony AND p.assigned_executor = _requeue_running.executor
           AND p.state = 1 AND p.started_at IS NOT NULL -- (processes_running_idx)
           AND (only_ids IS NULL OR p.id = ANY (only_ids))
@@ -1226,73 +1050,13 @@ BEGIN
     PERFORM colony_assign._executor(colony, executor);
     UPDATE colony_assign.executors e SET last_seen = now(), stale_since = NULL
     WHERE e.colony = heartbeat.colony AND e.name = heartbeat.executor;
-END
-$$;
-/* </end connected objects> */
-/* <begin connected objects> */
--- pg_ext/src/lib.rs:71
--- requires:
---   executors
---   identity::_trusted
---   identity::_session_colony
---   identity::_acting_as
-
--- Logs: progress messages an executor writes while it runs a process.
-
--- Largest log message accepted, in bytes. Over it: SQLSTATE 54000.
-CREATE FUNCTION colony_assign._max_log_bytes() RETURNS integer
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN 16384;
-
-CREATE FUNCTION colony_assign.log(process_id bigint, executor text, message text, colony text DEFAULT NULL)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
-SET jit = off
-AS $$
-DECLARE
-    process_colony text;
-BEGIN
-    PERFORM colony_assign._check_name(executor, 'executor');
-    -- Only as the executor this session may act as (src/identity.rs); within its colony.
-    IF NOT colony_assign._trusted() THEN
-        colony := coalesce(log.colony, colony_assign._session_colony());
-        PERFORM colony_assign._acting_as(colony, executor,
-            (SELECT e.token_hash FROM colony_assign.executors e WHERE e.colony = log.colony AND e.name = log.executor));
-    END IF;
-    IF message IS NULL THEN
-        RAISE EXCEPTION 'message must not be NULL' USING ERRCODE = '22004';
-    ELSIF octet_length(message) > colony_assign._max_log_bytes() THEN
-        RAISE EXCEPTION 'message is % bytes, at most %', octet_length(message), colony_assign._max_log_bytes()
-            USING ERRCODE = '54000';
-    END IF;
-    SELECT p.colony INTO process_colony FROM colony_assign.processes p
-    WHERE p.id = process_id AND p.state = 1 AND p.assigned_executor = executor
-      AND (log.colony IS NULL OR p.colony = log.colony);
-    IF NOT FOUND THEN
-        PERFORM colony_assign._explain_not_running(process_id, executor, colony);
-    END IF;
-    INSERT INTO colony_assign.logs (process_id, executor, message) VALUES (process_id, executor, message);
-    PERFORM colony_assign._touch(process_colony, executor);
-END
-$$;
-
-CREATE FUNCTION colony_assign.logs(process_id bigint)
-RETURNS TABLE (logged_at timestamptz, executor text, message text)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    process_colony text;
-BEGIN
-    SELECT p.colony INTO process_colony FROM colony_assign.processes p WHERE p.id = logs.process_id;
-    -- Another colony's process looks exactly like none (src/identity.rs).
-    IF NOT FOUND OR NOT colony_assign._may_see(process_colony) THEN
-        RAISE EXCEPTION 'unknown process %', logs.process_id USING ERRCODE = 'P0002';
-    END IF;
-    RETURN QUERY SELECT l.logged_at, l.executor, l.message FROM colony_assign.logs l
-        WHERE l.process_id = logs.process_id ORDER BY l.id;
+    -- Acknowledges the claim leases of everything RUNNING for it (docs/RELIABILITY.md, defect
+    -- 2): one walk of its range of processes_running_idx, which writes only rows that still
+    -- carry a lease (at most once per claim).
+    UPDATE colony_assign.processes p SET lease_until = NULL
+    WHERE p.colony = heartbeat.colony AND p.assigned_executor = heartbeat.executor
+      AND p.state = 1 AND p.started_at IS NOT NULL -- (processes_running_idx)
+      AND p.lease_until IS NOT NULL;
 END
 $$;
 /* </end connected objects> */
@@ -1408,6 +1172,79 @@ CREATE FUNCTION colony_assign.close_batch(process_ids bigint[], executors text[]
 RETURNS TABLE (request integer, sqlstate text, message text)
 LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER ROWS 10
 AS 'MODULE_PATHNAME', 'colony_assign_close_batch';
+/* </end connected objects> */
+/* <begin connected objects> */
+-- pg_ext/src/lib.rs:71
+-- requires:
+--   executors
+--   identity::_trusted
+--   identity::_session_colony
+--   identity::_acting_as
+
+-- Logs: progress messages an executor writes while it runs a process.
+
+-- Largest log message accepted, in bytes. Over it: SQLSTATE 54000.
+CREATE FUNCTION colony_assign._max_log_bytes() RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN 16384;
+
+CREATE FUNCTION colony_assign.log(process_id bigint, executor text, message text, colony text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+SET jit = off
+AS $$
+DECLARE
+    process_colony text;
+    leased boolean;
+BEGIN
+    PERFORM colony_assign._check_name(executor, 'executor');
+    -- Only as the executor this session may act as (src/identity.rs); within its colony.
+    IF NOT colony_assign._trusted() THEN
+        colony := coalesce(log.colony, colony_assign._session_colony());
+        PERFORM colony_assign._acting_as(colony, executor,
+            (SELECT e.token_hash FROM colony_assign.executors e WHERE e.colony = log.colony AND e.name = log.executor));
+    END IF;
+    IF message IS NULL THEN
+        RAISE EXCEPTION 'message must not be NULL' USING ERRCODE = '22004';
+    ELSIF octet_length(message) > colony_assign._max_log_bytes() THEN
+        RAISE EXCEPTION 'message is % bytes, at most %', octet_length(message), colony_assign._max_log_bytes()
+            USING ERRCODE = '54000';
+    END IF;
+    SELECT p.colony, p.lease_until IS NOT NULL INTO process_colony, leased FROM colony_assign.processes p
+    WHERE p.id = process_id AND p.state = 1 AND p.assigned_executor = executor
+      AND (log.colony IS NULL OR p.colony = log.colony);
+    IF NOT FOUND THEN
+        PERFORM colony_assign._explain_not_running(process_id, executor, colony);
+    END IF;
+    -- The executor has it: its claim lease is acknowledged (the first log only).
+    IF leased THEN
+        UPDATE colony_assign.processes p SET lease_until = NULL
+        WHERE p.id = process_id AND p.state = 1 AND p.assigned_executor = executor;
+    END IF;
+    INSERT INTO colony_assign.logs (process_id, executor, message) VALUES (process_id, executor, message);
+    PERFORM colony_assign._touch(process_colony, executor);
+END
+$$;
+
+CREATE FUNCTION colony_assign.logs(process_id bigint)
+RETURNS TABLE (logged_at timestamptz, executor text, message text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    process_colony text;
+BEGIN
+    SELECT p.colony INTO process_colony FROM colony_assign.processes p WHERE p.id = logs.process_id;
+    -- Another colony's process looks exactly like none (src/identity.rs).
+    IF NOT FOUND OR NOT colony_assign._may_see(process_colony) THEN
+        RAISE EXCEPTION 'unknown process %', logs.process_id USING ERRCODE = 'P0002';
+    END IF;
+    RETURN QUERY SELECT l.logged_at, l.executor, l.message FROM colony_assign.logs l
+        WHERE l.process_id = logs.process_id ORDER BY l.id;
+END
+$$;
 /* </end connected objects> */
 /* <begin connected objects> */
 -- pg_ext/src/lib.rs:81
@@ -1990,6 +1827,233 @@ COMMENT ON FUNCTION colony_assign.queues(text) IS
     'Per (executor type, location) of a colony: processes assignable now, and the oldest one''s submission time and age in seconds. Errors: P0002 unknown colony.';
 /* </end connected objects> */
 /* <begin connected objects> */
+-- pg_ext/src/lib.rs:67
+-- requires:
+--   processes
+--   workflow::_find_cycle
+
+-- Workflows: DAGs of processes by nodename and conditions.dependencies.
+--
+-- The graph lives on the processes themselves: `parents` (in dependency order), `children`
+-- and `pending_parents`. A child is assignable when pending_parents reaches 0, which happens
+-- in the transaction of its last parent's close(): one decrement per edge, never a re-read of
+-- the whole graph (ColonyOS re-resolves the graph on every assign and close).
+
+-- Called by close() with the children of a process that just succeeded: decrements each,
+-- and releases (inputs + notification) those whose last parent this was. Returns how many.
+CREATE FUNCTION colony_assign._release_children(child_ids bigint[]) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    ready bigint[];
+    channels integer;
+BEGIN
+    -- Two parents closing at once serialize on the child's row lock, so exactly one of them
+    -- sees the count reach 0.
+    WITH counted AS (
+        UPDATE colony_assign.processes c SET pending_parents = c.pending_parents - 1
+        WHERE c.id = ANY (child_ids) AND c.state = 0 AND c.pending_parents > 0
+        RETURNING c.id, c.pending_parents
+    )
+    SELECT array_agg(counted.id) INTO ready FROM counted WHERE counted.pending_parents = 0;
+    IF ready IS NULL THEN
+        RETURN 0;
+    END IF;
+    -- A second statement on purpose: its fresh snapshot sees the output of a parent whose
+    -- close committed while the decrement above waited for the child's row lock.
+    -- A child with a preferred location starts its wait for it now (local-first placement),
+    -- and is announced on that location's key until the wait is over.
+    WITH filled AS (
+        UPDATE colony_assign.processes c
+        SET input = (SELECT jsonb_agg(p.output ORDER BY u.ord)
+                     FROM unnest(c.parents) WITH ORDINALITY AS u(id, ord)
+                     JOIN colony_assign.processes p ON p.id = u.id),
+            locality_until = CASE
+                WHEN c.preferred_location IS NOT NULL AND c.location IS NULL AND c.executor_names IS NULL
+                     AND c.locality_wait > 0
+                THEN now() + c.locality_wait * interval '1 second' END
+        WHERE c.id = ANY (ready)
+        RETURNING c.colony, c.executor_type, coalesce(c.location, CASE WHEN c.locality_until IS NOT NULL
+                                                                   THEN c.preferred_location END) AS location,
+                  c.executor_names
+    ), keys AS (
+        SELECT f.colony, f.executor_type, f.location, f.executor_names, count(*) AS n
+        FROM filled f GROUP BY f.colony, f.executor_type, f.location, f.executor_names
+    )
+    SELECT sum(colony_assign._wake_group(k.colony, k.executor_type, k.location, k.executor_names, k.n))
+    INTO channels FROM keys k;
+    RETURN cardinality(ready);
+END
+$$;
+
+-- Ends every waiting descendant of the `ended` processes as FAILED (3) or CANCELLED (4), each
+-- with an error naming the ancestor that ended it. Returns how many.
+CREATE FUNCTION colony_assign._end_descendants(ended bigint[], new_state integer) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    count bigint;
+BEGIN
+    WITH RECURSIVE below(id, root) AS (
+        SELECT c.id, p.id
+        FROM colony_assign.processes p, unnest(p.children) AS c(id)
+        WHERE p.id = ANY (ended)
+        UNION
+        SELECT c.id, b.root
+        FROM below b
+        JOIN colony_assign.processes p ON p.id = b.id
+        CROSS JOIN unnest(p.children) AS c(id)
+    ), first_root AS (
+        SELECT DISTINCT ON (b.id) b.id, b.root FROM below b ORDER BY b.id, b.root
+    ), done AS (
+        UPDATE colony_assign.processes p
+        SET state = new_state, ended_at = now(),
+            errors = array_append(coalesce(p.errors, '{}'),
+                format('parent %s (process %s) %s', to_jsonb(r.nodename), r.id,
+                       CASE WHEN new_state = 3 THEN 'failed' ELSE 'was cancelled' END))
+        FROM first_root f
+        JOIN colony_assign.processes r ON r.id = f.root
+        WHERE p.id = f.id AND p.state = 0
+        RETURNING p.id
+    )
+    SELECT count(*) INTO count FROM done;
+    RETURN count;
+END
+$$;
+
+CREATE FUNCTION colony_assign.submit_workflow(colony text, specs jsonb) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+SET jit = off
+AS $$
+DECLARE
+    n integer;
+    nodes text[];
+    bad bigint;
+    name text;
+    edge_child integer[];
+    edge_parent integer[];
+    edge_dep text[];
+    pending integer[];
+    cycle integer[];
+    workflow bigint;
+    ids bigint[];
+BEGIN
+    PERFORM colony_assign._colony(colony);
+    PERFORM colony_assign._visible_colony(colony);
+    PERFORM colony_assign._check_specs(colony, specs, false, true);
+    n := jsonb_array_length(specs);
+    IF n = 0 THEN
+        RAISE EXCEPTION 'a workflow needs at least one spec' USING ERRCODE = '22023';
+    END IF;
+
+    SELECT array_agg(coalesce(a.s ->> 'nodename', '') ORDER BY a.i) INTO nodes
+    FROM jsonb_array_elements(specs) WITH ORDINALITY AS a(s, i);
+    SELECT u.i - 1 INTO bad FROM unnest(nodes) WITH ORDINALITY AS u(node, i) WHERE u.node = '' LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'spec[%]: spec.nodename is required in a workflow', bad USING ERRCODE = '22023';
+    END IF;
+    SELECT u.node INTO name FROM unnest(nodes) AS u(node) GROUP BY u.node HAVING count(*) > 1 LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'nodename % is used twice', to_jsonb(name)::text USING ERRCODE = '22023';
+    END IF;
+
+    -- Edges child <- parent as 0-based spec indexes, grouped by child with its dependencies in
+    -- the order written (so an edge's position orders a child's parents).
+    SELECT coalesce(array_agg(e.child ORDER BY e.child, e.ord), '{}'),
+           coalesce(array_agg(e.parent ORDER BY e.child, e.ord), '{}'),
+           coalesce(array_agg(e.dep ORDER BY e.child, e.ord), '{}')
+    INTO edge_child, edge_parent, edge_dep
+    FROM (SELECT (a.i - 1)::integer AS child, array_position(nodes, d.dep) - 1 AS parent, d.dep, d.ord
+          FROM jsonb_array_elements(specs) WITH ORDINALITY AS a(s, i),
+               jsonb_array_elements_text(CASE WHEN jsonb_typeof(a.s #> '{conditions,dependencies}') = 'array'
+                                              THEN a.s #> '{conditions,dependencies}' ELSE '[]' END)
+                   WITH ORDINALITY AS d(dep, ord)) AS e;
+    SELECT e.child, e.dep INTO bad, name
+    FROM unnest(edge_child, edge_parent, edge_dep) AS e(child, parent, dep) WHERE e.parent IS NULL LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'spec[%]: dependency % is not a nodename of this workflow', bad, to_jsonb(name)::text
+            USING ERRCODE = '22023';
+    END IF;
+    SELECT e.child, e.dep INTO bad, name
+    FROM unnest(edge_child, edge_dep) AS e(child, dep) GROUP BY e.child, e.dep HAVING count(*) > 1 LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'spec[%]: dependency % is listed twice', bad, to_jsonb(name)::text USING ERRCODE = '22023';
+    END IF;
+    cycle := colony_assign._find_cycle(n, edge_child, edge_parent);
+    IF cardinality(cycle) > 0 THEN
+        RAISE EXCEPTION 'the dependencies form a cycle: %',
+            (SELECT string_agg(to_jsonb(nodes[c.i + 1])::text, ' -> ' ORDER BY c.ord)
+             FROM unnest(cycle || cycle[1]) WITH ORDINALITY AS c(i, ord))
+            USING ERRCODE = '22023';
+    END IF;
+
+    INSERT INTO colony_assign.workflows (colony) VALUES (colony) RETURNING id INTO workflow;
+    SELECT array_agg(coalesce(x.parents, 0)::integer ORDER BY g.i) INTO pending
+    FROM generate_series(0, n - 1) AS g(i)
+    LEFT JOIN (SELECT e.child, count(*) AS parents FROM unnest(edge_child) AS e(child) GROUP BY e.child) x
+        ON x.child = g.i;
+    -- Roots are assignable (and notified) at once; the others wait for their parents.
+    ids := colony_assign._insert_specs(colony, specs, workflow, pending);
+    UPDATE colony_assign.processes p
+    SET parents = up.parent_ids, children = down.child_ids
+    FROM generate_series(0, n - 1) AS g(i)
+    LEFT JOIN (SELECT e.child, array_agg(ids[e.parent + 1] ORDER BY e.k) AS parent_ids
+               FROM unnest(edge_child, edge_parent) WITH ORDINALITY AS e(child, parent, k)
+               GROUP BY e.child) up ON up.child = g.i
+    LEFT JOIN (SELECT e.parent, array_agg(ids[e.child + 1] ORDER BY e.child) AS child_ids
+               FROM unnest(edge_child, edge_parent) AS e(child, parent)
+               GROUP BY e.parent) down ON down.parent = g.i
+    WHERE p.id = ids[g.i + 1] AND (up.parent_ids IS NOT NULL OR down.child_ids IS NOT NULL);
+    RETURN workflow;
+END
+$$;
+
+-- A workflow and its graph, as JSON: state (the graph's: FAILED if any member failed,
+-- CANCELLED if any was cancelled, SUCCESS when all succeeded, RUNNING once any started, else
+-- WAITING) and every node with its process, state and edges by nodename.
+CREATE FUNCTION colony_assign.workflow(workflow_id bigint) RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    result jsonb;
+BEGIN
+    SELECT jsonb_build_object(
+        'id', w.id,
+        'colony', w.colony,
+        'submitted_at', w.submitted_at,
+        'state', CASE WHEN bool_or(p.state = 3) THEN 3
+                      WHEN bool_or(p.state = 4) THEN 4
+                      WHEN bool_and(p.state = 2) THEN 2
+                      WHEN bool_or(p.state IN (1, 2)) THEN 1
+                      ELSE 0 END,
+        'nodes', jsonb_agg(jsonb_build_object(
+            'nodename', p.nodename,
+            'process_id', p.id,
+            'state', p.state,
+            'pending_parents', p.pending_parents,
+            'parents', (SELECT coalesce(jsonb_agg(q.nodename ORDER BY u.ord), '[]')
+                        FROM unnest(p.parents) WITH ORDINALITY AS u(id, ord)
+                        JOIN colony_assign.processes q ON q.id = u.id),
+            'children', (SELECT coalesce(jsonb_agg(q.nodename ORDER BY q.id), '[]')
+                         FROM colony_assign.processes q WHERE q.id = ANY (p.children)))
+            ORDER BY p.id))
+    INTO result
+    FROM colony_assign.workflows w
+    JOIN colony_assign.processes p ON p.workflow_id = w.id
+    WHERE w.id = workflow.workflow_id
+    GROUP BY w.id, w.colony, w.submitted_at;
+    -- Another colony's workflow looks exactly like none (src/identity.rs).
+    IF result IS NULL OR NOT colony_assign._may_see(result ->> 'colony') THEN
+        RAISE EXCEPTION 'unknown workflow %', workflow_id USING ERRCODE = 'P0002';
+    END IF;
+    RETURN result;
+END
+$$;
+/* </end connected objects> */
+/* <begin connected objects> */
 -- pg_ext/src/background/mod.rs:83
 -- colony_assign::background::_wake_launcher
 CREATE  FUNCTION "_wake_launcher"() RETURNS void
@@ -2087,7 +2151,7 @@ GRANT EXECUTE ON FUNCTION
     colony_assign.pause(text),
     colony_assign.resume(text),
     colony_assign.set_strict(text, boolean),
-    colony_assign.configure(text, interval, interval),
+    colony_assign.configure(text, interval, interval, interval),
     colony_assign.add_admin(text, text[]),
     colony_assign.remove_admin(text)
 TO colony_assign_admin;
@@ -2125,7 +2189,7 @@ COMMENT ON FUNCTION colony_assign.fail(bigint, text, text[], text) IS
 COMMENT ON FUNCTION colony_assign.authenticate(text) IS
     'The executor (colony, name, type, location) a bearer token belongs to; no row for an unknown token.';
 COMMENT ON FUNCTION colony_assign.assign_batch(text[], text[], integer[]) IS
-    'Coordinator: assign() for several executors in one call (parallel arrays, served in order); per claimed process (request, process), per refused request (request, NULL, sqlstate, message). Strict colonies hold their (colony, type) lock once for the batch. Errors: 22004 NULL array, 22023 arrays of different lengths.';
+    'Coordinator: assign() for several executors in one call (parallel arrays, served in order); per claimed process (request, process), per refused request (request, NULL, sqlstate, message). Strict colonies hold their (colony, type) lock once for the batch. Each claim carries a lease (lease_until = claim time + the colony''s claim_lease) that the executor''s close, fail, log or heartbeat acknowledges; reap() gives back claims whose lease ran out. Errors: 22004 NULL array, 22023 arrays of different lengths.';
 COMMENT ON FUNCTION colony_assign.close_batch(bigint[], text[], jsonb[], text[]) IS
     'Coordinator: close() for several (process, executor, output, colony) in one call; one row per request (request, sqlstate, message), sqlstate NULL when closed, else what close() would have raised. Errors: 22004 NULL array, 22023 arrays of different lengths.';
 COMMENT ON FUNCTION colony_assign.release(text, text, bigint[]) IS
@@ -2141,19 +2205,19 @@ COMMENT ON FUNCTION colony_assign.resume(text) IS
 COMMENT ON FUNCTION colony_assign.set_strict(text, boolean) IS
     'Switches a colony between distributed (SKIP LOCKED, concurrent) and strict (exact priority order) assignment. Errors: P0002 unknown colony, 22004 NULL.';
 COMMENT ON FUNCTION colony_assign.reap() IS
-    'Enforces deadlines (RUNNING past maxexectime back to WAITING with retries + 1, or FAILED when maxretries is used up; WAITING past maxwaittime FAILED; workflow descendants of what failed fail too), requeues the processes of executors silent past stale_after, and deletes finished processes past retention. Bounded batches; more = call again. Safe to run from many sessions at once.';
+    'Enforces deadlines (RUNNING past maxexectime back to WAITING with retries + 1, or FAILED when maxretries is used up; WAITING past maxwaittime FAILED; workflow descendants of what failed fail too), gives back (WAITING, no retry counted, key notified) coordinator claims whose lease ran out unacknowledged, requeues the processes of executors silent past stale_after, and deletes finished processes past retention. Bounded batches; more = call again. Safe to run from many sessions at once.';
 COMMENT ON FUNCTION colony_assign.submit_workflow(text, jsonb) IS
     'Submits a DAG: a JSON array of specs, each with a unique nodename and conditions.dependencies naming its parents; returns the workflow id. Roots are assignable at once, a child when its last parent succeeds (its input = the parents'' outputs in dependency order); a failed or cancelled node ends its descendants. Errors: 22023 empty, missing/duplicate nodename, unknown or repeated dependency, cycle (named), invalid spec; 54000 too large; P0002 unknown colony.';
 COMMENT ON FUNCTION colony_assign.workflow(bigint) IS
     'A workflow as JSON: its state and every node with process id, state and edges. Errors: P0002 unknown workflow.';
 COMMENT ON FUNCTION colony_assign.heartbeat(text, text) IS
-    'Keeps a busy executor alive (every executor call does too). Errors: 22004 NULL name, P0002 unknown colony or executor, 42501 not the logged-in executor.';
+    'Keeps a busy executor alive (every executor call does too) and acknowledges the claim leases of every process RUNNING for it. Errors: 22004 NULL name, P0002 unknown colony or executor, 42501 not the logged-in executor.';
 COMMENT ON FUNCTION colony_assign.log(bigint, text, text, text) IS
-    'Appends a progress message to a RUNNING process; only its assigned executor may. Errors: 22004 NULL message, 54000 over 16 KiB, and those of close().';
+    'Appends a progress message to a RUNNING process (acknowledging its claim lease); only its assigned executor may. Errors: 22004 NULL message, 54000 over 16 KiB, and those of close().';
 COMMENT ON FUNCTION colony_assign.logs(bigint) IS
     'A process''s log messages, oldest first. Errors: P0002 unknown process.';
-COMMENT ON FUNCTION colony_assign.configure(text, interval, interval) IS
-    'Sets a colony''s stale_after (executor liveness) and retention (finished processes); NULL keeps a value. Errors: P0002 unknown colony, 22023 not positive or over 10 years.';
+COMMENT ON FUNCTION colony_assign.configure(text, interval, interval, interval) IS
+    'Sets a colony''s stale_after (executor liveness), retention (finished processes) and claim_lease (how long a coordinator claim may go unacknowledged before the reaper gives it back; default 15 s); NULL keeps a value. Errors: P0002 unknown colony, 22023 not positive, stale_after or retention over 10 years, claim_lease over 1 day.';
 COMMENT ON FUNCTION colony_assign.worker_active() IS
     'Whether the background reaper runs in this database.';
 COMMENT ON FUNCTION colony_assign.channels(text, text) IS

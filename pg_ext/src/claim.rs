@@ -175,19 +175,26 @@ fn assign(args: Args) -> Datum {
     let mut out = Materialized::new(args);
     let mut session = Session::open(c"assign()");
     let schema = session.schema.clone();
-    let outcome = claim_for(&mut session, colony, executor_name, wanted, &mut |row| {
-        let mut values: Vec<Datum> = schema
-            .process_type_map
-            .iter()
-            .map(|&c| row.values[c])
-            .collect();
-        let mut nulls: Vec<bool> = schema
-            .process_type_map
-            .iter()
-            .map(|&c| row.nulls[c])
-            .collect();
-        out.push(&mut values, &mut nulls);
-    });
+    let outcome = claim_for(
+        &mut session,
+        colony,
+        executor_name,
+        wanted,
+        false,
+        &mut |row| {
+            let mut values: Vec<Datum> = schema
+                .process_type_map
+                .iter()
+                .map(|&c| row.values[c])
+                .collect();
+            let mut nulls: Vec<bool> = schema
+                .process_type_map
+                .iter()
+                .map(|&c| row.nulls[c])
+                .collect();
+            out.push(&mut values, &mut nulls);
+        },
+    );
     session.close();
     if let Err(e) = outcome {
         e.raise();
@@ -228,15 +235,20 @@ fn assign_batch(args: Args) -> Datum {
         let outcome = match (colony, executor, max) {
             (_, _, Some(n)) if !(1..=MAX_CLAIMS).contains(n) => Err(bad_max_count(Some(*n))),
             (_, _, None) => Err(bad_max_count(None)),
-            (Some(colony), Some(executor), Some(n)) => {
-                claim_for(&mut session, colony, executor, *n as usize, &mut |row| {
+            (Some(colony), Some(executor), Some(n)) => claim_for(
+                &mut session,
+                colony,
+                executor,
+                *n as usize,
+                true,
+                &mut |row| {
                     let process = schema.process_datum(row);
                     out.push(
                         &mut [request, process, Datum::from(0), Datum::from(0)],
                         &mut [false, false, true, true],
                     );
-                })
-            }
+                },
+            ),
             (None, _, _) => Err(ExtError::NullArgument("colony")),
             (_, None, _) => Err(ExtError::NullArgument("executor")),
         };
@@ -256,12 +268,18 @@ fn assign_batch(args: Args) -> Datum {
 
 /// Claims up to `wanted` processes for one executor and hands each new row to `claimed`, in
 /// queue order. A request that cannot be served (bad name, unknown colony or executor) is an
-/// Err; anything else that goes wrong raises.
+/// Err; anything else that goes wrong raises. With `leased` (a coordinator's claim: its answer
+/// crosses a network the database cannot see), each claim carries a lease, `lease_until` =
+/// the claim's time + the colony's `claim_lease`, in the same row update: the executor's
+/// close, fail, log or heartbeat acknowledges it, and reap() gives back a claim whose lease
+/// ran out (docs/RELIABILITY.md, defect 2). Without (SQL-direct assign()), `lease_until` is
+/// NULL.
 fn claim_for(
     session: &mut Session,
     colony: &str,
     executor_name: &str,
     wanted: usize,
+    leased: bool,
     claimed_row: &mut dyn FnMut(&Row),
 ) -> Result<(), ExtError> {
     let colony = members::valid_name(Some(colony), "colony")?;
@@ -371,11 +389,19 @@ fn claim_for(
             .i32(p.max_exec_time)
             .map(|s| Datum::from(started + i64::from(s) * MICROS_PER_SECOND));
         row.set(p.exec_deadline, deadline);
+        let lease = leased.then(|| Datum::from(started.saturating_add(state.claim_lease)));
+        row.set(p.lease_until, lease);
         // Scanned rows without waiting: a row another session holds (or took since the
         // snapshot) is theirs. Targeted rows are ours already (heap_update only sees its own
         // transaction's lock as no obstacle when it is allowed to wait).
         let heap = session.processes;
-        let changed = [p.state, p.assigned_executor, p.started_at, p.exec_deadline];
+        let changed = [
+            p.state,
+            p.assigned_executor,
+            p.started_at,
+            p.exec_deadline,
+            p.lease_until,
+        ];
         let Write::Done = session.update(
             heap,
             &schema.processes,

@@ -36,6 +36,8 @@ pub fn quoted(name: &str) -> String {
 pub struct Colony {
     pub paused: bool,
     pub strict: bool,
+    /// `claim_lease` in microseconds: how long a coordinator's claim may go unacknowledged.
+    pub claim_lease: i64,
 }
 
 /// The colony, or P0002.
@@ -64,6 +66,11 @@ pub fn lookup_colony(
     Ok(Colony {
         paused: row.bool(schema.c.paused).unwrap_or(false),
         strict: row.bool(schema.c.strict).unwrap_or(false),
+        claim_lease: row
+            .datum(schema.c.claim_lease)
+            // SAFETY: claim_lease is an interval column (by schema): a pointer to an Interval.
+            .map(|d| unsafe { interval_micros(&*d.cast_mut_ptr::<pg_sys::Interval>()) })
+            .unwrap_or(15 * MICROS_PER_SECOND),
     })
 }
 
@@ -177,4 +184,12 @@ pub fn touch(session: &mut Session, executor: &Executor) {
         &[e.last_seen, e.stale_since],
         false,
     );
+}
+
+/// An interval as microseconds, a month counted as 30 days (as `interval` comparisons do).
+fn interval_micros(i: &pg_sys::Interval) -> i64 {
+    const MICROS_PER_DAY: i64 = 86_400 * MICROS_PER_SECOND;
+    i.time
+        .saturating_add(i64::from(i.day).saturating_mul(MICROS_PER_DAY))
+        .saturating_add(i64::from(i.month).saturating_mul(30 * MICROS_PER_DAY))
 }

@@ -51,7 +51,7 @@ columns!(
         locality_wait, locality_until, assigned_executor, priority, funcname, label, nodename, max_wait_time,
         max_exec_time, max_retries, spec, input, output, errors, retries, submitted_at,
         started_at, ended_at, wait_deadline, exec_deadline, workflow_id, pending_parents,
-        parents, children,
+        parents, children, lease_until,
     }
 );
 
@@ -62,7 +62,7 @@ columns!(
 
 columns!(
     /// colony_assign.colonies
-    ColonyColumns { name, paused, strict }
+    ColonyColumns { name, paused, strict, claim_lease }
 );
 
 /// Process states (DESIGN.md).

@@ -25,6 +25,21 @@ COMMENT ON COLUMN colony_assign.processes.locality_wait IS
 COMMENT ON COLUMN colony_assign.processes.locality_until IS
     'Until when only executors at preferred_location may take it (submitted_at + locality_wait); NULL = any executor of the type (released, or no preference).';
 
+-- Claim leases (docs/RELIABILITY.md, defect 2): a process claimed through a coordinator that
+-- its executor never acknowledges goes back to WAITING when its lease runs out.
+ALTER TABLE colony_assign.colonies ADD COLUMN claim_lease interval NOT NULL DEFAULT interval '15 seconds';
+ALTER TABLE colony_assign.colonies ADD CONSTRAINT claim_lease_positive CHECK (claim_lease > interval '0');
+COMMENT ON COLUMN colony_assign.colonies.claim_lease IS
+    'How long a process claimed through a coordinator (assign_batch) may go unacknowledged (close, fail, log, heartbeat) before the reaper gives it back to WAITING, no retry counted: a claim whose answer never reached its executor.';
+ALTER TABLE colony_assign.processes ADD COLUMN lease_until timestamptz;
+CREATE INDEX processes_leased_idx ON colony_assign.processes (lease_until)
+    WHERE state = 1 AND lease_until IS NOT NULL;
+COMMENT ON COLUMN colony_assign.processes.lease_until IS
+    'Claim lease: a RUNNING process claimed through a coordinator (assign_batch) that its executor has not acknowledged (close, fail, log, heartbeat) by then goes back to WAITING, no retry counted. NULL = acknowledged, or claimed by SQL-direct assign().';
+ALTER TYPE colony_assign.process ADD ATTRIBUTE lease_until timestamptz;
+COMMENT ON TYPE colony_assign.process IS
+    'A process as assign(), process() and the HTTP API return it. spec holds args, kwargs and every other submitted field. lease_until: the claim lease of a coordinator claim not yet acknowledged (processes.lease_until).';
+
 -- Admin tokens (login, admin routes).
 CREATE TABLE colony_assign.admins (
     name       text        PRIMARY KEY,

@@ -4,6 +4,7 @@ mod admin;
 mod faults;
 mod http_errors;
 mod invalidation;
+mod lease;
 mod lifecycle;
 mod limits;
 mod longpoll;

@@ -260,8 +260,9 @@ async fn an_executor_cut_off_from_its_replica_moves_to_another_within_2_s() {
     })
     .await;
     // The long-poll the client left on r0 is still parked there (its FIN is lost in the cut):
-    // r0 may claim work for it and answer into the dead link. That work comes back only at its
-    // execution deadline (the ignored test below pins the defect), so these processes have one.
+    // r0 may claim work for it and answer into the dead link. That work comes back when its
+    // claim lease runs out (15 s by default; the test below has its own), or at its execution
+    // deadline: these processes have one of 2 s, so they finish within the default wait.
     let during = submit_with(&sql, 10, json!({"maxexectime": 2, "maxretries": 3})).await;
     all_succeeded(&sql, &during).await;
 
@@ -349,22 +350,29 @@ async fn executors_parked_on_a_replica_cut_off_from_postgres_are_served_elsewher
     );
 }
 
-/// Defect (docs/RELIABILITY.md, "Partitions"): work a replica claims for a long-poll whose
-/// link to the executor has just died is written into the dead connection; the replica counts
-/// it as delivered (so nothing gives it back), the executor's client moves to another replica,
-/// and the process stays RUNNING for a live executor that never received it — until its
-/// `maxexectime` (a retry spent), or forever without one. The long-poll the client abandoned
-/// stays parked on the cut replica too (the client's FIN is lost in the cut), so work submitted
-/// after the client has moved can still be claimed for it there. The same window opens when a
-/// replica is killed (-9) between a claim and its answer.
+/// Fixed defect 2 (docs/RELIABILITY.md, "Partitions"): work a replica claims for a long-poll
+/// whose link to the executor has just died is written into the dead connection; the replica
+/// counts it as delivered (so nothing gives it back), the executor's client moves to another
+/// replica, and the process stayed RUNNING for a live executor that never received it — until
+/// its `maxexectime` (a retry spent), or forever without one. The long-poll the client
+/// abandoned stays parked on the cut replica too (the client's FIN is lost in the cut), so work
+/// submitted after the client has moved can still be claimed for it there. The same window
+/// opens when a replica is killed (-9) between a claim and its answer. Now the claim carries a
+/// lease (here 2 s) that nobody acknowledges: the reaper gives the process back, no retry
+/// spent, and the executor gets it on the other replica.
 #[tokio::test]
-#[ignore = "defect: a claim answered into a dead link is stranded until maxexectime (forever without one)"]
 async fn a_claim_answered_into_a_dead_link_is_not_stranded() {
     let db = TestDb::new("partition_stranded").await;
     let sql = db.client().await;
     sql.execute("SELECT colony_assign.add_colony('c')", &[])
         .await
         .unwrap();
+    sql.execute(
+        "SELECT colony_assign.configure('c', claim_lease => interval '2 seconds')",
+        &[],
+    )
+    .await
+    .unwrap();
     let near = Coordinator::start(&db, "partition_stranded-r0", &[]).await;
     let far = Coordinator::start(&db, "partition_stranded-r1", &[]).await;
     let proxy = Proxy::start(near.base.trim_start_matches("http://"))
@@ -382,22 +390,23 @@ async fn a_claim_answered_into_a_dead_link_is_not_stranded() {
     parked(&[(&far, 1)]).await;
     proxy.heal().await;
     let served = succeeded_within(&sql, &ids, RECOVERY).await;
-    let state: (i32, Option<String>) = {
+    let state: (i32, Option<String>, i32) = {
         let row = sql
             .query_one(
-                "SELECT state, assigned_executor FROM colony_assign.processes WHERE id = $1",
+                "SELECT state, assigned_executor, retries FROM colony_assign.processes WHERE id = $1",
                 &[&ids[0]],
             )
             .await
             .unwrap();
-        (row.get(0), row.get(1))
+        (row.get(0), row.get(1), row.get(2))
     };
     task.abort();
     assert!(
         served,
-        "process {} still (state, executor) = {state:?} {RECOVERY:?} after the heal",
+        "process {} still (state, executor, retries) = {state:?} {RECOVERY:?} after the heal",
         ids[0]
     );
+    assert_eq!(state.2, 0, "no retry spent");
 }
 
 /// Fixed defect 3 (docs/RELIABILITY.md, "Partitions"): colony-client's `close` treated a 409

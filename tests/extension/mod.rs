@@ -5,6 +5,7 @@ mod adversarial;
 mod assign;
 mod bad_input;
 mod idempotency;
+mod lease;
 mod lifecycle;
 mod notify;
 mod placement;

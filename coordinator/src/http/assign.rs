@@ -129,7 +129,13 @@ async fn long_poll(
             longpoll_result("revoked");
             return Err(Error::Unauthorized("the executor was removed"));
         }
-        if !woken_meanwhile {
+        if woken_meanwhile {
+            if let Some(answer) = when_deaf(&state).await {
+                return answer;
+            }
+            continue;
+        }
+        loop {
             tokio::select! {
                 _ = registration.woken() => {}
                 _ = tokio::time::sleep_until(deadline) => {
@@ -141,15 +147,22 @@ async fn long_poll(
                     return Ok(StatusCode::NO_CONTENT.into_response());
                 }
             }
-        }
-        if registration.revoked() {
-            longpoll_result("revoked");
-            return Err(Error::Unauthorized("the executor was removed"));
-        }
-        // Woken because the LISTEN connection went down (registry.rs wakes every waiter then):
-        // unless it is back within a moment, say so, and the client moves on.
-        if let Some(answer) = when_deaf(&state).await {
-            return answer;
+            if registration.revoked() {
+                longpoll_result("revoked");
+                return Err(Error::Unauthorized("the executor was removed"));
+            }
+            // Woken because the LISTEN connection went down (registry.rs wakes every waiter
+            // then): unless it is back within a moment, say so, and the client moves on.
+            if let Some(answer) = when_deaf(&state).await {
+                return answer;
+            }
+            // Back within the moment: that nudge carried no work, so wait on. Assigning now
+            // would send every parked long-poll to the database at once (10,000 parked made
+            // the replica's own queries wait a second); the catch-up that follows a reconnect
+            // wakes exactly the keys that have work.
+            if registration.has_work_wake() {
+                break;
+            }
         }
     }
 }
@@ -177,21 +190,25 @@ const RECONNECT_GRACE: Duration = Duration::from_millis(300);
 /// Otherwise the long-poll's answer: 503, or 204 when the replica is shutting down (which also
 /// ends the LISTEN connection).
 async fn when_deaf(state: &AppState) -> Option<Result<Response>> {
-    let give_up = Instant::now() + RECONNECT_GRACE.min(state.config.listen_ping());
-    loop {
-        if state.notifier.connected() {
-            return None;
-        }
-        if state.shutdown.is_cancelled() {
-            longpoll_result("shutdown");
-            return Some(Ok(StatusCode::NO_CONTENT.into_response()));
-        }
-        if Instant::now() >= give_up {
-            longpoll_result("error");
-            return Some(Err(unreachable()));
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+    if state.notifier.connected() {
+        return None;
     }
+    let give_up = tokio::time::Instant::now() + RECONNECT_GRACE.min(state.config.listen_ping());
+    // Told when the connection is back (no polling: every parked long-poll comes here at once
+    // when the connection drops).
+    let back = tokio::select! {
+        back = state.notifier.connected_by(give_up) => back,
+        _ = state.shutdown.cancelled() => false,
+    };
+    if back {
+        return None;
+    }
+    if state.shutdown.is_cancelled() {
+        longpoll_result("shutdown");
+        return Some(Ok(StatusCode::NO_CONTENT.into_response()));
+    }
+    longpoll_result("error");
+    Some(Err(unreachable()))
 }
 
 /// One assign attempt, watching the registration meanwhile: a wake during the call is

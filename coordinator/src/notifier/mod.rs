@@ -116,6 +116,9 @@ struct Shared {
     catch_up: CatchUp,
     control: ControlEvents,
     connected: AtomicBool,
+    /// Told when the LISTEN connection comes (back) up, so long-polls waiting for it do not
+    /// poll `connected`.
+    reconnected: Notify,
     activity: broadcast::Sender<Activity>,
     /// When a notification woke each waiter not yet back in its assign (only while the
     /// dashboard listens to `activity`).
@@ -144,6 +147,7 @@ impl Notifier {
             catch_up,
             control,
             connected: AtomicBool::new(false),
+            reconnected: Notify::new(),
             activity: broadcast::channel(ACTIVITY_QUEUE).0,
             woken_at: Mutex::new(HashMap::new()),
             woken_at_used: AtomicBool::new(false),
@@ -163,6 +167,21 @@ impl Notifier {
     /// Whether the LISTEN connection is up.
     pub fn connected(&self) -> bool {
         self.shared.is_connected()
+    }
+
+    /// Waits until the LISTEN connection is up, or `until`; whether it is up.
+    pub async fn connected_by(&self, until: tokio::time::Instant) -> bool {
+        loop {
+            // Registered before the check, so an `up` between the check and the wait is seen.
+            let up = self.shared.reconnected.notified();
+            if self.shared.is_connected() {
+                return true;
+            }
+            tokio::select! {
+                _ = up => {}
+                _ = tokio::time::sleep_until(until) => return self.shared.is_connected(),
+            }
+        }
     }
 
     /// Registers a long-poll of `executor` on its keys and waits until LISTEN is in effect on
@@ -244,6 +263,12 @@ impl Registration {
     /// Resolves on the next wake (or revocation).
     pub async fn woken(&self) {
         self.wake.notified().await;
+    }
+
+    /// Whether the last wake carried work (a notification, the catch-up or a hand-off), as
+    /// opposed to the nudge every waiter gets when the LISTEN connection goes down.
+    pub fn has_work_wake(&self) -> bool {
+        self.shared.registry().has_pending_wake(self.id)
     }
 
     /// The executor was removed (or its colony) while it waited.
@@ -385,6 +410,7 @@ impl Shared {
     fn connection_up(&self, channels: &[String], reconnected: bool) {
         self.listening(channels);
         self.connected.store(true, Ordering::Release);
+        self.reconnected.notify_waiters();
         if reconnected {
             self.control.publish(&ControlEvent::MissedWhileDisconnected);
         }

@@ -183,6 +183,13 @@ impl Registry {
         self.waiters.get_mut(&id)?.pending_wake.take()
     }
 
+    /// Whether a wake is waiting for the waiter's next attempt (without taking it).
+    pub fn has_pending_wake(&self, id: WaiterId) -> bool {
+        self.waiters
+            .get(&id)
+            .is_some_and(|w| w.pending_wake.is_some())
+    }
+
     pub fn is_revoked(&self, id: WaiterId) -> bool {
         self.waiters.get(&id).is_some_and(|w| w.revoked)
     }

@@ -121,6 +121,7 @@ pub async fn run(b: &Bench) -> Section {
     }
     section.tables.push(depth_table);
     let deepest = *depths.last().unwrap();
+    section.tables.push(listing_pages(&client, deepest).await);
     let buffers = buffers_per_assign(&db.conninfo, &executors[0], 200).await;
     section.notes.push(format!(
         "What one `assign()` reads and writes at {deepest} waiting: shared buffers touched per call, per \
@@ -246,6 +247,55 @@ pub async fn run(b: &Bench) -> Section {
         "e2e": {"processes": total, "seconds": seconds, "windows": windows}});
     b.drop_db(&db).await;
     section
+}
+
+/// What a page of the admin listing (`list_processes`, what `GET /admin/colonies/{c}/processes`
+/// runs) costs at the top, the middle and the end of a deep colony: keyset pages should cost
+/// the same anywhere (docs/coordinator.md, "Listing processes").
+async fn listing_pages(client: &tokio_postgres::Client, waiting: usize) -> Table {
+    const CALLS: usize = 20;
+    let (low, high): (i64, i64) = {
+        let row = client
+            .query_one(
+                "SELECT min(id), max(id) FROM colony_assign.processes WHERE colony = 'bench'",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    let page = client
+        .prepare(
+            "SELECT next FROM colony_assign.list_processes('bench', after => $1, max_count => $2)",
+        )
+        .await
+        .unwrap();
+    let mut table = Table::new(
+        &format!(
+            "Listing pages at {waiting} processes in the colony (`list_processes`, newest first, {CALLS} calls \
+             per cell, one session):"
+        ),
+        &["where", "100 per page, p50 ms", "1000 per page, p50 ms"],
+    );
+    // Cursors are `s:<id>` for the default order: the page starts below that id.
+    for (place, after) in [
+        ("top (newest)", None),
+        ("middle", Some(format!("s:{}", low + (high - low) / 2))),
+        ("end (oldest)", Some(format!("s:{}", low + 1100))),
+    ] {
+        let mut cells = vec![place.to_string()];
+        for size in [100i32, 1000] {
+            let mut latencies = Latencies::default();
+            for _ in 0..CALLS {
+                let t0 = Instant::now();
+                client.query_one(&page, &[&after, &size]).await.unwrap();
+                latencies.record(t0.elapsed());
+            }
+            cells.push(ms(latencies.p(50.0)));
+        }
+        table.row(cells);
+    }
+    table
 }
 
 /// Buffers one assign() touches at this depth, per relation: the counterpart of EXPLAIN

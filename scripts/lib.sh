@@ -6,6 +6,21 @@ export PATH="$HOME/.cargo/bin:$PATH" CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# wait_until SECONDS WHAT CMD...: runs CMD every 50 ms until it succeeds; after SECONDS it
+# fails the script naming WHAT. Scripts wait on a condition this way, never on a fixed sleep.
+wait_until() {
+  local seconds=$1 what=$2
+  local deadline=$((SECONDS + seconds))
+  shift 2
+  until "$@"; do
+    if ((SECONDS >= deadline)); then
+      echo "timed out after ${seconds}s waiting for: $what" >&2
+      return 1
+    fi
+    sleep 0.05
+  done
+}
+
 # A scratch directory the 'postgres' user owns (PostgreSQL refuses to run as root).
 scratch_dir() {
   local dir

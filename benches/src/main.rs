@@ -2,6 +2,7 @@
 //! scenario, coordinator replicas as real processes), prints each table as it finishes, and
 //! writes docs/BENCHMARKS.md with SVG plots and raw JSON. `scripts/bench` is the one command.
 
+mod cpu;
 mod env;
 mod measure;
 mod report;

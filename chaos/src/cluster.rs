@@ -67,19 +67,14 @@ impl Postgres {
     /// A fresh `chaos` database with the extension, the colony, fast reaping, and roles for
     /// executors, submitters and coordinators; returns once its background worker runs.
     pub async fn setup(&self) {
-        let postgres = self.admin_of("postgres").await;
-        for sql in [
-            format!("DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"),
-            format!("CREATE DATABASE {DATABASE}"),
-            format!(
+        testkit::recreate_database(&self.config("postgres", "postgres"), DATABASE).await;
+        self.admin_of("postgres")
+            .await
+            .batch_execute(&format!(
                 "ALTER DATABASE {DATABASE} SET colony_assign.reap_interval = {REAP_INTERVAL_MS}"
-            ),
-        ] {
-            postgres
-                .batch_execute(&sql)
-                .await
-                .expect("create the chaos database");
-        }
+            ))
+            .await
+            .expect("set the chaos database's reap interval");
         let admin = self.admin().await;
         admin
             .batch_execute("CREATE EXTENSION colony_assign")
@@ -107,23 +102,15 @@ impl Postgres {
             ))
             .await
             .expect("add and configure the colony");
-        // The launcher starts the database's worker (relay, reaper) within 10 s.
-        let give_up = Instant::now() + Duration::from_secs(30);
-        loop {
-            let active: bool = admin
+        // The launcher starts the database's worker (relay, reaper) within about a second.
+        testkit::eventually("the chaos database's colony_assign worker runs", || async {
+            admin
                 .query_one("SELECT colony_assign.worker_active()", &[])
                 .await
                 .expect("worker_active()")
-                .get(0);
-            if active {
-                return;
-            }
-            assert!(
-                Instant::now() < give_up,
-                "the chaos database's colony_assign worker did not start within 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+                .get::<_, bool>(0)
+        })
+        .await;
     }
 
     /// `pg_ctl restart -m <mode>` (fast: clean shutdown; immediate: a crash, recovered from WAL

@@ -593,9 +593,8 @@ async fn failover_loses_no_acknowledged_work_and_clients_resume_on_the_new_prima
                 token.clone(),
                 colony.clone(),
             )));
-            let mut up = false;
-            for _ in 0..600 {
-                if metric(
+            let up = within(Duration::from_secs(30), || async {
+                metric(
                     &http,
                     &replicas[r],
                     "colony_parked_waiters_by_key",
@@ -603,12 +602,8 @@ async fn failover_loses_no_acknowledged_work_and_clients_resume_on_the_new_prima
                 )
                 .await
                     == 1.0
-                {
-                    up = true;
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            })
+            .await;
             assert!(up, "the probe did not park on {}", replicas[r]);
         }
         let mode = if round == KILL_ATTEMPTS {

@@ -5,7 +5,7 @@
 //! database's backends (its LISTEN connections apart); the NOTIFY queue and the listeners; and what
 //! the parked executors cost at rest (memory, idle CPU).
 
-use super::shards::process_cpu;
+use crate::cpu::process_cpu;
 use crate::env::{Bench, Db, Replica, connect, spinner, total};
 use crate::measure::{Latencies, ms};
 use crate::report::{Section, Table};

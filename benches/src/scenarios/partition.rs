@@ -49,19 +49,16 @@ fn secs(d: Duration) -> String {
     format!("{} ms", ms(d.as_secs_f64() * 1000.0))
 }
 
-async fn poll_until<F, Fut>(limit: Duration, mut condition: F) -> Option<Duration>
+/// How long `condition` took to hold ([`testkit::within`], timed), or None past `limit`.
+async fn poll_until<F, Fut>(limit: Duration, condition: F) -> Option<Duration>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
     let started = Instant::now();
-    while started.elapsed() < limit {
-        if condition().await {
-            return Some(started.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    None
+    testkit::within(limit, condition)
+        .await
+        .then(|| started.elapsed())
 }
 
 /// An executor's client, swapped between cuts (its loop picks up the new one at its next
@@ -124,7 +121,8 @@ async fn regroup(
             .await
             >= side.len() as f64
     })
-    .await;
+    .await
+    .expect("half of the executors parked on r0 within 20 s");
     side
 }
 

@@ -78,7 +78,7 @@ where
                         }
                         Err(e) => {
                             for reply in replies {
-                                let _ = reply.send(Err(e.duplicate()));
+                                let _ = reply.send(Err(e.clone()));
                             }
                         }
                     }

@@ -4,7 +4,9 @@
 
 use tokio_postgres::error::SqlState;
 
-#[derive(Debug, thiserror::Error)]
+/// Plain data (no source error inside), so a batch that failed as a whole hands each of its
+/// requests a clone.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// Return `401 Unauthorized`: no bearer token, or one no executor or admin has.
     #[error("{0}")]
@@ -45,13 +47,10 @@ pub enum Error {
     /// Return `503 Service Unavailable`: the coordinator is shutting down.
     #[error("shutting down")]
     ShuttingDown,
-    /// An error raised by a colony_assign SQL function; the status follows its SQLSTATE
-    /// (`http/error.rs`: invalid input 400, 28000 401, 42501 403, P0002 404, 55000/23505 409,
-    /// 54000 413, others 500).
-    #[error(transparent)]
-    Database(#[from] tokio_postgres::Error),
-    /// What a batched call reported for one of its requests: the SQLSTATE and message the
-    /// single call would have raised (statuses as for `Database`).
+    /// The database refused the call: an error raised by a colony_assign SQL function (or what
+    /// a batched call reported for one of its requests, the SQLSTATE and message the single
+    /// call would have raised). The status follows the SQLSTATE (`http/error.rs`: invalid input
+    /// 400, 28000 401, 42501 403, P0002 404, 55000/23505 409, 54000 413, others 500).
     #[error("{message}")]
     Refused { sqlstate: String, message: String },
     /// Return `500 Internal Server Error`; the message is logged, not returned.
@@ -84,46 +83,20 @@ fn sqlstate_suffix(e: &tokio_postgres::Error) -> String {
 }
 
 impl Error {
-    /// The same failure again, for each request of a batch that failed as a whole.
-    pub fn duplicate(&self) -> Error {
-        match self {
-            Error::Unauthorized(m) => Error::Unauthorized(m),
-            Error::Forbidden(m) => Error::Forbidden(m.clone()),
-            Error::NotFound(m) => Error::NotFound(m.clone()),
-            Error::MethodNotAllowed(m) => Error::MethodNotAllowed(m.clone()),
-            Error::BadRequest(m) => Error::BadRequest(m.clone()),
-            Error::PayloadTooLarge(n) => Error::PayloadTooLarge(*n),
-            Error::RequestTimeout(d) => Error::RequestTimeout(*d),
-            Error::TooManyRequests(m) => Error::TooManyRequests(m.clone()),
-            Error::Unavailable(m) => Error::Unavailable(m.clone()),
-            Error::OutcomeUnknown(m) => Error::OutcomeUnknown(m.clone()),
-            Error::ShuttingDown => Error::ShuttingDown,
-            Error::Database(e) => match e.as_db_error() {
-                Some(db) => Error::Refused {
-                    sqlstate: db.code().code().to_owned(),
-                    message: db.message().to_owned(),
-                },
-                None => Error::Unavailable(e.to_string()),
-            },
-            Error::Refused { sqlstate, message } => Error::Refused {
-                sqlstate: sqlstate.clone(),
-                message: message.clone(),
-            },
-            Error::Internal(m) => Error::Internal(m.clone()),
-        }
-    }
-
     /// An error of a query on an open connection. Connection-level failures (no SQLSTATE, or
     /// the server going away) mean the database is unavailable; anything else with a SQLSTATE
     /// is the extension answering. (Opening a connection is [`Error::from_connect`]: every
     /// failure there is unavailability, whatever its SQLSTATE.)
     pub fn from_db(e: tokio_postgres::Error) -> Self {
-        match e.code() {
+        match e.as_db_error() {
             None => Error::Unavailable(e.to_string()),
-            Some(code) if connection_lost(code) => {
+            Some(db) if connection_lost(db.code()) => {
                 Error::Unavailable(format!("{e}{}", sqlstate_suffix(&e)))
             }
-            Some(_) => Error::Database(e),
+            Some(db) => Error::Refused {
+                sqlstate: db.code().code().to_owned(),
+                message: db.message().to_owned(),
+            },
         }
     }
 
@@ -145,7 +118,6 @@ impl Error {
     /// The SQLSTATE behind this error, if any (logged with every 5xx).
     pub fn sqlstate(&self) -> Option<String> {
         match self {
-            Error::Database(e) => e.code().map(|c| c.code().to_owned()),
             Error::Refused { sqlstate, .. } => Some(sqlstate.clone()),
             _ => None,
         }

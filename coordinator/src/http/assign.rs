@@ -27,6 +27,7 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -96,7 +97,11 @@ async fn long_poll(
 
     // A replica that cannot hear of new work (its LISTEN connection is down and does not come
     // back at once) parks nobody: the executor is better served by another replica.
-    if let Some(answer) = when_deaf(&state).await {
+    let mut listening = Listening {
+        up: state.notifier.connection(),
+        grace: RECONNECT_GRACE.min(state.config.listen_ping()),
+    };
+    if let Some(answer) = when_deaf(&state, &mut listening).await {
         return answer;
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
@@ -108,7 +113,7 @@ async fn long_poll(
     loop {
         let woken_by = registration.begin_attempt();
         let (processes, woken_meanwhile) =
-            match claim_watching(&state, &registration, &executor, max).await {
+            match claim_watching(&state, &registration, &mut listening, &executor, max).await {
                 Ok(claimed) => claimed,
                 Err(answer) => return answer,
             };
@@ -130,39 +135,28 @@ async fn long_poll(
             return Err(Error::Unauthorized("the executor was removed"));
         }
         if woken_meanwhile {
-            if let Some(answer) = when_deaf(&state).await {
-                return answer;
-            }
             continue;
         }
-        loop {
-            tokio::select! {
-                _ = registration.woken() => {}
-                _ = tokio::time::sleep_until(deadline) => {
-                    longpoll_result("timeout");
-                    return Ok(StatusCode::NO_CONTENT.into_response());
-                }
-                _ = state.shutdown.cancelled() => {
-                    longpoll_result("shutdown");
-                    return Ok(StatusCode::NO_CONTENT.into_response());
-                }
+        tokio::select! {
+            _ = registration.woken() => {}
+            // The LISTEN connection went down and is not back within the grace: say so, and
+            // the client moves on. A shorter blip is waited out here, not acted on: assigning
+            // then would send every parked long-poll to the database at once (10,000 parked
+            // made the replica's own queries wait a second); the catch-up that follows a
+            // reconnect wakes exactly the keys that have work.
+            _ = listening.lost() => return deaf(&state),
+            _ = tokio::time::sleep_until(deadline) => {
+                longpoll_result("timeout");
+                return Ok(StatusCode::NO_CONTENT.into_response());
             }
-            if registration.revoked() {
-                longpoll_result("revoked");
-                return Err(Error::Unauthorized("the executor was removed"));
+            _ = state.shutdown.cancelled() => {
+                longpoll_result("shutdown");
+                return Ok(StatusCode::NO_CONTENT.into_response());
             }
-            // Woken because the LISTEN connection went down (registry.rs wakes every waiter
-            // then): unless it is back within a moment, say so, and the client moves on.
-            if let Some(answer) = when_deaf(&state).await {
-                return answer;
-            }
-            // Back within the moment: that nudge carried no work, so wait on. Assigning now
-            // would send every parked long-poll to the database at once (10,000 parked made
-            // the replica's own queries wait a second); the catch-up that follows a reconnect
-            // wakes exactly the keys that have work.
-            if registration.has_work_wake() {
-                break;
-            }
+        }
+        if registration.revoked() {
+            longpoll_result("revoked");
+            return Err(Error::Unauthorized("the executor was removed"));
         }
     }
 }
@@ -186,59 +180,80 @@ fn unreachable() -> Error {
 /// and every moment waited here is a moment the executor could be parked elsewhere.
 const RECONNECT_GRACE: Duration = Duration::from_millis(300);
 
-/// None while the LISTEN connection is up, or once it is back within [`RECONNECT_GRACE`].
-/// Otherwise the long-poll's answer: 503, or 204 when the replica is shutting down (which also
-/// ends the LISTEN connection).
-async fn when_deaf(state: &AppState) -> Option<Result<Response>> {
-    if state.notifier.connected() {
-        return None;
-    }
-    let give_up = tokio::time::Instant::now() + RECONNECT_GRACE.min(state.config.listen_ping());
-    // Told when the connection is back (no polling: every parked long-poll comes here at once
-    // when the connection drops).
-    let back = tokio::select! {
-        back = state.notifier.connected_by(give_up) => back,
-        _ = state.shutdown.cancelled() => false,
-    };
-    if back {
-        return None;
-    }
-    if state.shutdown.is_cancelled() {
-        longpoll_result("shutdown");
-        return Some(Ok(StatusCode::NO_CONTENT.into_response()));
-    }
-    longpoll_result("error");
-    Some(Err(unreachable()))
+/// The LISTEN connection's state as a long-poll watches it (the notifier's `watch`: told of
+/// every change, no polling, no wake-up of the parked).
+struct Listening {
+    /// True while the connection is up.
+    up: watch::Receiver<bool>,
+    /// How long a loss is given to heal before the long-poll answers 503: [`RECONNECT_GRACE`],
+    /// or `--listen-ping-ms` if shorter.
+    grace: Duration,
 }
 
-/// One assign attempt, watching the registration meanwhile: a wake during the call is
-/// remembered (the caller then assigns again instead of waiting), and a wake that says the
-/// LISTEN connection is down ends the wait (`when_deaf`) unless it comes back at once (the
-/// call goes on; what it claims is given back). The processes and whether a wake came, or the
-/// long-poll's answer.
+impl Listening {
+    /// Whether the connection is up, or back within the grace.
+    async fn up_within_grace(&mut self) -> bool {
+        matches!(
+            tokio::time::timeout(self.grace, self.up.wait_for(|up| *up)).await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// Resolves once the connection has been down for the grace; never while it is up or
+    /// comes back within the grace each time it drops.
+    async fn lost(&mut self) {
+        loop {
+            // An error means the notifier is gone: nothing will tell of work any more.
+            if self.up.wait_for(|up| !*up).await.is_err() || !self.up_within_grace().await {
+                return;
+            }
+        }
+    }
+}
+
+/// The answer of a long-poll that cannot be told of work: 503, or 204 when the replica is
+/// shutting down (which also ends the LISTEN connection).
+fn deaf(state: &AppState) -> Result<Response> {
+    if state.shutdown.is_cancelled() {
+        longpoll_result("shutdown");
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    longpoll_result("error");
+    Err(unreachable())
+}
+
+/// None while the LISTEN connection is up, or once it is back within the grace; otherwise the
+/// long-poll's answer ([`deaf`]).
+async fn when_deaf(state: &AppState, listening: &mut Listening) -> Option<Result<Response>> {
+    let back = tokio::select! {
+        back = listening.up_within_grace() => back,
+        _ = state.shutdown.cancelled() => false,
+    };
+    (!back).then(|| deaf(state))
+}
+
+/// One assign attempt, watching the registration and the LISTEN connection meanwhile: a wake
+/// during the call is remembered (the caller then assigns again instead of waiting), and a
+/// connection lost for the grace ends the wait with [`deaf`]'s answer. The call itself is never
+/// abandoned: it goes on in the batcher, and what it claims is given back. The processes and
+/// whether a wake came, or the long-poll's answer.
 async fn claim_watching(
     state: &AppState,
     registration: &crate::notifier::Registration,
+    listening: &mut Listening,
     executor: &Executor,
     max: i32,
 ) -> std::result::Result<(Vec<Value>, bool), Result<Response>> {
     let call = tokio::time::timeout(CLAIM_DEADLINE, claim(&state.db, executor, max));
     tokio::pin!(call);
+    let lost = listening.lost();
+    tokio::pin!(lost);
     let mut woken = false;
     let answered = loop {
         tokio::select! {
             answered = &mut call => break answered,
-            _ = registration.woken(), if !woken => {
-                woken = true;
-                if !state.notifier.connected() {
-                    tokio::select! {
-                        answered = &mut call => break answered,
-                        deaf = when_deaf(state) => if let Some(answer) = deaf {
-                            return Err(answer);
-                        },
-                    }
-                }
-            }
+            _ = registration.woken(), if !woken => woken = true,
+            _ = &mut lost => return Err(deaf(state)),
         }
     };
     match answered {

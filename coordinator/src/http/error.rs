@@ -20,8 +20,7 @@ impl Error {
             Error::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Unavailable(_) | Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Error::OutcomeUnknown(_) => StatusCode::GATEWAY_TIMEOUT,
-            Error::Database(e) => status_of(e.code().map(|c| c.code())),
-            Error::Refused { sqlstate, .. } => status_of(Some(sqlstate)),
+            Error::Refused { sqlstate, .. } => status_of(sqlstate),
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -45,20 +44,20 @@ impl Error {
 }
 
 /// The status an extension error's SQLSTATE maps to.
-fn status_of(sqlstate: Option<&str>) -> StatusCode {
+fn status_of(sqlstate: &str) -> StatusCode {
     match sqlstate {
         // Invalid input: a bad value, a NULL, text that is not JSON or not a number, a number
         // or string out of range, a NUL byte (22021), a time that does not parse (22007) or
         // does not exist (22008).
-        Some("22023" | "22004" | "22P02" | "22003" | "22001" | "22021" | "22007" | "22008") => {
+        "22023" | "22004" | "22P02" | "22003" | "22001" | "22021" | "22007" | "22008" => {
             StatusCode::BAD_REQUEST
         }
         // An admin token removed after this replica cached it: the database had the last word.
-        Some("28000") => StatusCode::UNAUTHORIZED,
-        Some("P0002") => StatusCode::NOT_FOUND,
-        Some("42501") => StatusCode::FORBIDDEN,
-        Some("55000" | "23505") => StatusCode::CONFLICT,
-        Some("54000") => StatusCode::PAYLOAD_TOO_LARGE,
+        "28000" => StatusCode::UNAUTHORIZED,
+        "P0002" => StatusCode::NOT_FOUND,
+        "42501" => StatusCode::FORBIDDEN,
+        "55000" | "23505" => StatusCode::CONFLICT,
+        "54000" => StatusCode::PAYLOAD_TOO_LARGE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -67,18 +66,13 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
         let (message, sqlstate) = match &self {
-            Error::Database(e) => match e.as_db_error() {
-                Some(db) if status != StatusCode::INTERNAL_SERVER_ERROR => {
-                    (db.message().to_owned(), Some(db.code().code().to_owned()))
-                }
-                _ => ("internal error".to_owned(), None),
-            },
-            Error::Refused { sqlstate, message } if status != StatusCode::INTERNAL_SERVER_ERROR => {
-                (message.clone(), Some(sqlstate.clone()))
+            // Never leak internals (an unexpected SQLSTATE included); they are logged instead.
+            Error::Internal(_) | Error::Refused { .. }
+                if status == StatusCode::INTERNAL_SERVER_ERROR =>
+            {
+                ("internal error".to_owned(), None)
             }
-            Error::Refused { .. } => ("internal error".to_owned(), None),
-            // Never leak internals; they are logged instead.
-            Error::Internal(_) => ("internal error".to_owned(), None),
+            Error::Refused { sqlstate, message } => (message.clone(), Some(sqlstate.clone())),
             other => (other.to_string(), None),
         };
         if status.is_server_error() {
@@ -125,9 +119,9 @@ mod tests {
         assert_eq!(unknown.status(), StatusCode::GATEWAY_TIMEOUT);
         assert_eq!(Error::code(unknown.status()), "outcome_unknown");
         // A batch that failed as a whole tells each of its requests the same.
-        assert_eq!(unknown.duplicate().status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(unknown.clone().status(), StatusCode::GATEWAY_TIMEOUT);
         assert_eq!(
-            unavailable.duplicate().status(),
+            unavailable.clone().status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
     }

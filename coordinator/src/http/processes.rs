@@ -3,7 +3,7 @@
 use super::AppState;
 use super::extract::{
     AsAdmin, AsExecutor, Authed, int_param, json_body, only_keys, path_id, path_text, query,
-    text_param,
+    text_param, typed_body,
 };
 use crate::api::{self, ErrorBody};
 use crate::db::ProcessFilter;
@@ -13,6 +13,7 @@ use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::collections::HashMap;
 use utoipa_axum::router::OpenApiRouter;
@@ -261,22 +262,12 @@ async fn fail_process(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode> {
     let id = path_id(path)?;
-    let body = json_body(body, state.config.max_body_bytes)?
-        .ok_or_else(|| Error::BadRequest("the body must be {\"errors\": [\"...\"]}".into()))?;
-    only_keys(&body, &["errors"])?;
-    let errors: Vec<String> = match body.get("errors") {
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|e| e.as_str().map(str::to_owned))
-            .collect::<Option<_>>()
-            .ok_or_else(|| Error::BadRequest("errors must be an array of strings".into()))?,
-        _ => {
-            return Err(Error::BadRequest(
-                "errors must be an array of strings".into(),
-            ));
-        }
-    };
-    state.db.fail_process(id, &executor.0, &errors).await?;
+    let body: api::FailBody = body_of(
+        body,
+        state.config.max_body_bytes,
+        "the body must be {\"errors\": [\"...\"]}: errors must be an array of strings",
+    )?;
+    state.db.fail_process(id, &executor.0, &body.errors).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -299,13 +290,12 @@ async fn append_log(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode> {
     let id = path_id(path)?;
-    let body = json_body(body, state.config.max_body_bytes)?
-        .ok_or_else(|| Error::BadRequest("the body must be {\"message\": \"...\"}".into()))?;
-    only_keys(&body, &["message"])?;
-    let message = body["message"]
-        .as_str()
-        .ok_or_else(|| Error::BadRequest("message must be a string".into()))?;
-    state.db.log(id, &executor.0, message).await?;
+    let body: api::LogBody = body_of(
+        body,
+        state.config.max_body_bytes,
+        "the body must be {\"message\": \"...\"}: message must be a string",
+    )?;
+    state.db.log(id, &executor.0, &body.message).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -351,4 +341,16 @@ async fn cancel_process(
     authed.sees(&process.colony, &format!("process {id}"))?;
     state.db.cancel(id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// [`typed_body`], with what the route expects added to the message of a 400.
+fn body_of<T: DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+    expected: &str,
+) -> Result<T> {
+    typed_body(body, limit).map_err(|e| match e {
+        Error::BadRequest(why) => Error::BadRequest(format!("{why}; {expected}")),
+        other => other,
+    })
 }

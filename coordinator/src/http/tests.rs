@@ -157,6 +157,28 @@ fn refused(sqlstate: &str) -> Error {
     }
 }
 
+/// How many variants `Error` has; `variant_index` numbers them (no wildcard: a new variant does
+/// not compile until it is numbered here, and then the test below needs a case for it).
+const VARIANTS: usize = 13;
+
+fn variant_index(error: &Error) -> usize {
+    match error {
+        Error::Unauthorized(_) => 0,
+        Error::Forbidden(_) => 1,
+        Error::NotFound(_) => 2,
+        Error::MethodNotAllowed(_) => 3,
+        Error::BadRequest(_) => 4,
+        Error::PayloadTooLarge(_) => 5,
+        Error::RequestTimeout(_) => 6,
+        Error::TooManyRequests(_) => 7,
+        Error::Unavailable(_) => 8,
+        Error::OutcomeUnknown(_) => 9,
+        Error::ShuttingDown => 10,
+        Error::Refused { .. } => 11,
+        Error::Internal(_) => 12,
+    }
+}
+
 #[tokio::test]
 async fn every_error_variant_maps_to_its_status_and_the_json_shape() {
     let cases: Vec<(Error, StatusCode, Option<&str>)> = vec![
@@ -199,6 +221,11 @@ async fn every_error_variant_maps_to_its_status_and_the_json_shape() {
         ),
         (Error::ShuttingDown, StatusCode::SERVICE_UNAVAILABLE, None),
         (
+            Error::OutcomeUnknown("connection closed".into()),
+            StatusCode::GATEWAY_TIMEOUT,
+            None,
+        ),
+        (
             Error::Internal("secret detail".into()),
             StatusCode::INTERNAL_SERVER_ERROR,
             None,
@@ -222,10 +249,19 @@ async fn every_error_variant_maps_to_its_status_and_the_json_shape() {
         ("XX000", StatusCode::INTERNAL_SERVER_ERROR),
         ("40001", StatusCode::INTERNAL_SERVER_ERROR),
     ];
-    let cases = cases.into_iter().chain(
-        sqlstates
-            .iter()
-            .map(|(code, status)| (refused(code), *status, Some(*code))),
+    let cases: Vec<_> = cases
+        .into_iter()
+        .chain(
+            sqlstates
+                .iter()
+                .map(|(code, status)| (refused(code), *status, Some(*code))),
+        )
+        .collect();
+    let covered: BTreeSet<usize> = cases.iter().map(|(e, ..)| variant_index(e)).collect();
+    assert_eq!(
+        covered,
+        (0..VARIANTS).collect(),
+        "a case for every variant of Error"
     );
     for (error, status, sqlstate) in cases {
         let shown = error.to_string();

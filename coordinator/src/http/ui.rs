@@ -17,7 +17,7 @@ use crate::api::ErrorBody;
 use crate::auth::{Admin, Principal};
 use axum::Extension;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderValue, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
@@ -108,13 +108,12 @@ async fn ui_events(
     State(state): State<AppState>,
     Extension(hub): Extension<Arc<Hub>>,
     authed: AsAdmin,
-    headers: HeaderMap,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let viewer = Viewer {
         snapshots: hub.subscribe(&state),
+        // Kept to check the token again before each snapshot.
+        token: authed.token().to_owned(),
         admin: authed.admin,
-        // AsAdmin took it from this header; kept to check it again before each snapshot.
-        token: bearer(&headers).unwrap_or_default(),
         state,
         ended: false,
     };
@@ -124,12 +123,6 @@ async fn ui_events(
     });
     // Comments every 15 s keep proxies from closing a quiet stream.
     Sse::new(stream).keep_alive(KeepAlive::default())
-}
-
-fn bearer(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (_, token) = value.trim_start().split_once(' ')?;
-    Some(token.trim().to_owned())
 }
 
 /// One viewer's stream.

@@ -210,7 +210,7 @@ async fn connect(shared: &Arc<Shared>) -> Result<(Client, mpsc::Receiver<Notific
 
 /// Queues `item` without waiting; when the queue is full it is dropped and `dropped` is called.
 /// False once the receiving end is gone.
-fn forward<T>(queue: &mpsc::Sender<T>, item: T, dropped: impl FnOnce()) -> bool {
+pub(super) fn forward<T>(queue: &mpsc::Sender<T>, item: T, dropped: impl FnOnce()) -> bool {
     match queue.try_send(item) {
         Ok(()) => true,
         Err(TrySendError::Full(_)) => {

@@ -9,9 +9,10 @@
 //! - `control`: `ca_control` events (removals), published to subscribers such as the token
 //!   cache.
 //!
-//! This module ties them together behind [`Notifier`], the handle the HTTP handlers use. It
-//! also tells the dashboard (http/ui.rs) what it sees happen ([`Activity`]), so the dashboard
-//! refreshes on activity instead of polling the database.
+//! This module ties them together behind [`Notifier`], the handle the HTTP handlers use: the
+//! registration of a parked long-poll, and the LISTEN connection's state (a `watch`, so a
+//! long-poll learns at once when this replica can no longer be told of work). It also sends the
+//! dashboard (http/ui.rs) its wake latencies, while the dashboard listens.
 
 mod catchup;
 mod control;
@@ -29,12 +30,9 @@ use crate::metrics as m;
 use catchup::CatchUp;
 use colony_proto::{CATCHUP_CHANNEL, CONTROL_CHANNEL, parse_wake_payload};
 use registry::{AtCapacity, Registry, WaiterId, Wakes};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{Notify, broadcast, mpsc};
+use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 /// How long a new long-poll waits for the LISTEN on a channel it is the first to need. Longer
@@ -48,24 +46,9 @@ const LISTEN_CONFIRM_TIMEOUT: Duration = Duration::from_secs(1);
 /// requested in the registry, which the LISTEN connection reads back after its next batch.
 const LISTEN_REQUEST_QUEUE: usize = 1024;
 
-/// Activity events kept for a dashboard that falls behind; one that lags more skips to the
-/// newest (events are hints to refresh and latency samples, so losing some costs nothing).
-const ACTIVITY_QUEUE: usize = 1024;
-
-/// Wake times kept for latency samples: one per woken long-poll until its next attempt or its
-/// end. Past this many (which only a bug could reach) the record starts over rather than grow.
-const MAX_WOKEN_AT: usize = 65_536;
-
-/// What this replica's notifier saw happen, for the dashboard (http/ui.rs). Sent only while
-/// someone subscribes, so a replica without a dashboard viewer pays nothing.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Activity {
-    /// A wake notification arrived; `woken` long-polls on this replica were woken by it.
-    Notification { woken: usize },
-    /// A long-poll woken by a notification started its assign this long after the
-    /// notification arrived (the replica's part of the wake-up latency).
-    WakeLatency(Duration),
-}
+/// Wake latencies kept for a dashboard that falls behind; one that lags more skips to the
+/// newest (they are samples for a chart, so losing some costs little).
+const WAKE_LATENCY_QUEUE: usize = 1024;
 
 /// Why waiters were woken: the `cause` label of `colony_wakes_total`.
 #[derive(Debug, Clone, Copy)]
@@ -115,16 +98,13 @@ struct Shared {
     listen_requests: mpsc::Sender<String>,
     catch_up: CatchUp,
     control: ControlEvents,
-    connected: AtomicBool,
-    /// Told when the LISTEN connection comes (back) up, so long-polls waiting for it do not
-    /// poll `connected`.
-    reconnected: Notify,
-    activity: broadcast::Sender<Activity>,
-    /// When a notification woke each waiter not yet back in its assign (only while the
-    /// dashboard listens to `activity`).
-    woken_at: Mutex<HashMap<WaiterId, Instant>>,
-    /// Whether `woken_at` may hold entries: long-polls skip its lock while nobody watches.
-    woken_at_used: AtomicBool,
+    /// Whether the LISTEN connection is up. Parked long-polls watch it, so they hear of a loss
+    /// (and of the connection coming back) without polling and without being woken.
+    connection: watch::Sender<bool>,
+    /// For each long-poll woken by a notification, from the notification's arrival to the start
+    /// of its assign (the replica's part of the wake-up latency), for the dashboard. Measured
+    /// only while someone subscribes, so a replica without a dashboard viewer pays nothing.
+    wake_latencies: broadcast::Sender<Duration>,
 }
 
 impl Notifier {
@@ -146,11 +126,8 @@ impl Notifier {
             listen_requests,
             catch_up,
             control,
-            connected: AtomicBool::new(false),
-            reconnected: Notify::new(),
-            activity: broadcast::channel(ACTIVITY_QUEUE).0,
-            woken_at: Mutex::new(HashMap::new()),
-            woken_at_used: AtomicBool::new(false),
+            connection: watch::channel(false).0,
+            wake_latencies: broadcast::channel(WAKE_LATENCY_QUEUE).0,
         });
         let task = tokio::spawn({
             let shared = shared.clone();
@@ -169,19 +146,9 @@ impl Notifier {
         self.shared.is_connected()
     }
 
-    /// Waits until the LISTEN connection is up, or `until`; whether it is up.
-    pub async fn connected_by(&self, until: tokio::time::Instant) -> bool {
-        loop {
-            // Registered before the check, so an `up` between the check and the wait is seen.
-            let up = self.shared.reconnected.notified();
-            if self.shared.is_connected() {
-                return true;
-            }
-            tokio::select! {
-                _ = up => {}
-                _ = tokio::time::sleep_until(until) => return self.shared.is_connected(),
-            }
-        }
+    /// The LISTEN connection's state from now on: true while it is up.
+    pub fn connection(&self) -> watch::Receiver<bool> {
+        self.shared.connection.subscribe()
     }
 
     /// Registers a long-poll of `executor` on its keys and waits until LISTEN is in effect on
@@ -200,16 +167,13 @@ impl Notifier {
                     ))
                 })?;
             for channel in &parked.to_listen {
-                match self.shared.listen_requests.try_send(channel.clone()) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(_)) => {
-                        registry.listen_request_dropped();
-                        metrics::counter!(m::QUEUE_OVERFLOWS, "queue" => "listen_requests")
-                            .increment(1);
-                    }
-                    // The LISTEN connection is gone only after shutdown, when nobody parks.
-                    Err(TrySendError::Closed(_)) => {}
-                }
+                // False only once the LISTEN connection is gone: after shutdown, when nobody
+                // parks.
+                listener::forward(&self.shared.listen_requests, channel.clone(), || {
+                    registry.listen_request_dropped();
+                    metrics::counter!(m::QUEUE_OVERFLOWS, "queue" => "listen_requests")
+                        .increment(1);
+                });
             }
             parked
         };
@@ -231,9 +195,10 @@ impl Notifier {
         self.shared.registry().snapshot()
     }
 
-    /// This replica's [`Activity`] from now on.
-    pub fn activity(&self) -> broadcast::Receiver<Activity> {
-        self.shared.activity.subscribe()
+    /// This replica's wake latencies from now on (see `Shared::wake_latencies`). They are
+    /// measured while a receiver exists: drop it when nobody needs them.
+    pub fn wake_latencies(&self) -> broadcast::Receiver<Duration> {
+        self.shared.wake_latencies.subscribe()
     }
 }
 
@@ -248,27 +213,16 @@ impl Registration {
     /// Call before each assign attempt: clears the pending wake (a wake arriving from now on
     /// triggers another attempt) and returns the channel that woke us, if any.
     pub fn begin_attempt(&self) -> Option<String> {
-        let woken_by = self.shared.registry().begin_attempt(self.id);
-        if woken_by.is_some()
-            && let Some(at) = self.shared.take_woken_at(self.id)
-        {
-            let _ = self
-                .shared
-                .activity
-                .send(Activity::WakeLatency(at.elapsed()));
+        let wake = self.shared.registry().begin_attempt(self.id)?;
+        if let Some(at) = wake.at {
+            let _ = self.shared.wake_latencies.send(at.elapsed());
         }
-        woken_by
+        Some(wake.channel)
     }
 
     /// Resolves on the next wake (or revocation).
     pub async fn woken(&self) {
         self.wake.notified().await;
-    }
-
-    /// Whether the last wake carried work (a notification, the catch-up or a hand-off), as
-    /// opposed to the nudge every waiter gets when the LISTEN connection goes down.
-    pub fn has_work_wake(&self) -> bool {
-        self.shared.registry().has_pending_wake(self.id)
     }
 
     /// The executor was removed (or its colony) while it waited.
@@ -280,7 +234,6 @@ impl Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         let handoff = self.shared.registry().unpark(self.id, Instant::now());
-        self.shared.take_woken_at(self.id);
         if let Some(wakes) = handoff {
             record_wakes(&wakes, WakeCause::Handoff);
         }
@@ -296,25 +249,8 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn woken_at(&self) -> MutexGuard<'_, HashMap<WaiterId, Instant>> {
-        self.woken_at.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Forgets when `id` was woken (also after the dashboard left, so nothing stays behind).
-    fn take_woken_at(&self, id: WaiterId) -> Option<Instant> {
-        if !self.woken_at_used.load(Ordering::Acquire) {
-            return None;
-        }
-        let mut woken_at = self.woken_at();
-        let at = woken_at.remove(&id);
-        if woken_at.is_empty() {
-            self.woken_at_used.store(false, Ordering::Release);
-        }
-        at
-    }
-
     fn is_connected(&self) -> bool {
-        self.connected.load(Ordering::Acquire)
+        *self.connection.borrow()
     }
 
     /// Handles one notification of the LISTEN connection.
@@ -325,11 +261,12 @@ impl Shared {
             _ => {
                 let mut registry = self.registry();
                 let wakes = registry.wake(channel, parse_wake_payload(payload));
-                let watched = self.activity.receiver_count() > 0;
-                if watched && let Some(wakes) = &wakes {
-                    // Recorded before the registry is released: a woken long-poll's next
-                    // attempt (or its unpark) takes that lock first, so it finds its entry.
-                    self.record_woken_at(&wakes.woken);
+                if let Some(wakes) = &wakes
+                    && self.wake_latencies.receiver_count() > 0
+                {
+                    // Started under the same lock as the wake, so the woken long-poll's next
+                    // attempt finds it.
+                    registry.time_wakes(&wakes.woken, Instant::now());
                 }
                 drop(registry);
                 let kind = wakes.as_ref().map_or("unknown", |w| w.kind);
@@ -337,27 +274,7 @@ impl Shared {
                 if let Some(wakes) = &wakes {
                     record_wakes(wakes, WakeCause::Notification);
                 }
-                if watched {
-                    let woken = wakes.as_ref().map_or(0, |w| w.woken.len());
-                    let _ = self.activity.send(Activity::Notification { woken });
-                }
             }
-        }
-    }
-
-    /// Starts the clock of each woken waiter (the first wake does; later ones find it running).
-    fn record_woken_at(&self, woken: &[WaiterId]) {
-        if woken.is_empty() {
-            return;
-        }
-        let now = Instant::now();
-        let mut woken_at = self.woken_at();
-        if woken_at.len() + woken.len() > MAX_WOKEN_AT {
-            woken_at.clear();
-        }
-        self.woken_at_used.store(true, Ordering::Release);
-        for id in woken {
-            woken_at.entry(*id).or_insert(now);
         }
     }
 
@@ -409,17 +326,19 @@ impl Shared {
     /// The LISTEN connection is up and LISTENs on `channels`.
     fn connection_up(&self, channels: &[String], reconnected: bool) {
         self.listening(channels);
-        self.connected.store(true, Ordering::Release);
-        self.reconnected.notify_waiters();
+        self.connection.send_replace(true);
         if reconnected {
             self.control.publish(&ControlEvent::MissedWhileDisconnected);
         }
         self.catch_up.after_connect();
     }
 
+    /// The LISTEN connection is gone: parked long-polls see it in `connection` and, unless it
+    /// is back within a moment, answer 503 so their executors move to a replica that can still
+    /// be told of work (http/assign.rs).
     fn connection_down(&self) {
-        self.connected.store(false, Ordering::Release);
         self.registry().mark_unlistened();
+        self.connection.send_replace(false);
     }
 
     /// Channels nobody has waited on for `--unlisten-after`, forgotten and to be UNLISTENed.

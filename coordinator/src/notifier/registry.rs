@@ -57,6 +57,16 @@ pub struct Snapshot {
     pub listening: usize,
 }
 
+/// The wake an assign attempt acts on ([`Registry::begin_attempt`]).
+#[derive(Debug, PartialEq, Eq)]
+pub struct PendingWake {
+    /// The channel it came on.
+    pub channel: String,
+    /// When the notification that woke the waiter arrived, if its clock was started
+    /// ([`Registry::time_wakes`]: only while the dashboard listens).
+    pub at: Option<Instant>,
+}
+
 /// Parking was refused: the executor has this many waiters already.
 #[derive(Debug, PartialEq, Eq)]
 pub struct AtCapacity(pub usize);
@@ -66,6 +76,8 @@ struct Waiter {
     channels: Vec<String>,
     /// The channel of a wake delivered since the waiter's last assign attempt began.
     pending_wake: Option<String>,
+    /// When the notification behind `pending_wake` arrived, for the dashboard's wake latency.
+    woken_at: Option<Instant>,
     revoked: bool,
     wake: Arc<Notify>,
 }
@@ -165,6 +177,7 @@ impl Registry {
                 executor: executor.clone(),
                 channels,
                 pending_wake: None,
+                woken_at: None,
                 revoked: false,
                 wake: wake.clone(),
             },
@@ -178,16 +191,23 @@ impl Registry {
     }
 
     /// Called as an assign attempt begins: takes the pending wake (a wake arriving from now on
-    /// triggers another attempt) and returns the channel it came on, if any.
-    pub fn begin_attempt(&mut self, id: WaiterId) -> Option<String> {
-        self.waiters.get_mut(&id)?.pending_wake.take()
+    /// triggers another attempt) and returns it, if any: its channel, and when it was timed.
+    pub fn begin_attempt(&mut self, id: WaiterId) -> Option<PendingWake> {
+        let waiter = self.waiters.get_mut(&id)?;
+        let at = waiter.woken_at.take();
+        let channel = waiter.pending_wake.take()?;
+        Some(PendingWake { channel, at })
     }
 
-    /// Whether a wake is waiting for the waiter's next attempt (without taking it).
-    pub fn has_pending_wake(&self, id: WaiterId) -> bool {
-        self.waiters
-            .get(&id)
-            .is_some_and(|w| w.pending_wake.is_some())
+    /// Starts the wake-latency clock of each of `woken` (just woken by a notification that
+    /// arrived `at`): their next [`Registry::begin_attempt`] returns it. A clock already running
+    /// keeps its start. A waiter that leaves first takes its clock with it.
+    pub fn time_wakes(&mut self, woken: &[WaiterId], at: Instant) {
+        for id in woken {
+            if let Some(waiter) = self.waiters.get_mut(id) {
+                waiter.woken_at.get_or_insert(at);
+            }
+        }
     }
 
     pub fn is_revoked(&self, id: WaiterId) -> bool {
@@ -343,19 +363,13 @@ impl Registry {
     }
 
     /// The LISTEN connection is gone. Requested channels stay requested: the next connection
-    /// LISTENs them and confirms to their waiters.
-    ///
-    /// Every parked waiter is woken too (without a pending wake: there is no work to hand on),
-    /// so that its long-poll sees the connection down and, unless it comes back at once,
-    /// answers 503 and its executor moves to a replica that can still be told of work.
+    /// LISTENs them and confirms to their waiters. (Parked long-polls learn of the loss from
+    /// the notifier's connection state, not from here: no waiter is woken.)
     pub fn mark_unlistened(&mut self) {
         for channel in self.channels.values_mut() {
             if let ListenState::Active = channel.listen {
                 channel.listen = ListenState::Unlistened;
             }
-        }
-        for waiter in self.waiters.values() {
-            waiter.wake.notify_one();
         }
     }
 
@@ -439,6 +453,11 @@ mod tests {
         registry.wake(channel, n).unwrap().woken
     }
 
+    /// The channel of the wake an attempt begun now acts on.
+    fn woken_by(registry: &mut Registry, id: WaiterId) -> Option<String> {
+        registry.begin_attempt(id).map(|wake| wake.channel)
+    }
+
     /// Whether the waiter's handle holds a notification (consuming it).
     fn was_notified(parked: &Parked) -> bool {
         parked.wake.notified().now_or_never().is_some()
@@ -478,7 +497,7 @@ mod tests {
         // The assign is running: the wake cannot be acted on now, so it is kept.
         assert_eq!(woken(&mut registry, &channel, 1), vec![parked.id]);
         assert!(was_notified(&parked), "the next wait returns at once");
-        assert_eq!(registry.begin_attempt(parked.id), Some(channel.clone()));
+        assert_eq!(woken_by(&mut registry, parked.id), Some(channel.clone()));
         assert_eq!(
             registry.begin_attempt(parked.id),
             None,
@@ -498,7 +517,7 @@ mod tests {
         assert_eq!(handoff.woken, vec![parked[1].id]);
         assert_eq!(handoff.kind, "broadcast");
         // b acts on the handed-on wake (begins an attempt), so it has nothing to hand on.
-        assert_eq!(registry.begin_attempt(parked[1].id), Some(channel.clone()));
+        assert_eq!(woken_by(&mut registry, parked[1].id), Some(channel.clone()));
         assert_eq!(registry.unpark(parked[1].id, now), None);
         assert_eq!(registry.begin_attempt(parked[2].id), None);
         assert_eq!(registry.snapshot().waiters_by_kind["broadcast"], 1);
@@ -744,5 +763,48 @@ mod tests {
         let idle_for = Duration::from_secs(1);
         assert_eq!(registry.take_idle(left + idle_for, idle_for).len(), 2);
         assert!(registry.snapshot().waiters_by_key.is_empty());
+    }
+
+    #[test]
+    fn a_timed_wake_returns_its_start_once_and_only_to_the_woken() {
+        let mut registry = Registry::default();
+        let parked = park_all(&mut registry, &["a", "b"]);
+        let channel = broadcast_channel();
+        let at = Instant::now();
+
+        let first = woken(&mut registry, &channel, 1);
+        registry.time_wakes(&first, at);
+        registry.time_wakes(&first, at + Duration::from_millis(5));
+        assert_eq!(
+            registry.begin_attempt(parked[0].id),
+            Some(PendingWake {
+                channel: channel.clone(),
+                at: Some(at)
+            }),
+            "the first wake started the clock"
+        );
+        assert_eq!(registry.begin_attempt(parked[0].id), None);
+        // An untimed wake (nobody watching, the catch-up) carries no start.
+        assert_eq!(woken(&mut registry, &channel, 1), vec![parked[1].id]);
+        assert_eq!(
+            registry.begin_attempt(parked[1].id),
+            Some(PendingWake { channel, at: None })
+        );
+    }
+
+    #[test]
+    fn losing_the_listen_connection_wakes_nobody() {
+        let mut registry = Registry::default();
+        let parked = park_all(&mut registry, &["a", "b"]);
+        let names = registry.channels_to_relisten();
+        registry.mark_listening(&names);
+
+        registry.mark_unlistened();
+        assert!(
+            !parked.iter().any(was_notified),
+            "long-polls watch the connection state instead"
+        );
+        assert_eq!(registry.snapshot().listening, 0);
+        assert_eq!(registry.begin_attempt(parked[0].id), None);
     }
 }

@@ -1,7 +1,8 @@
 //! One publisher per replica: builds the dashboard's snapshot from the admin queries (through
-//! `Db`, as the admin API does) at most once a second, and only when there was activity (the
-//! notifier's [`Activity`], this replica's own assign/close counters) or the slow refresh is
-//! due, and only while someone watches. Every viewer's stream reads the same snapshot, so
+//! `Db`, as the admin API does) at most once a second, and only when there was activity (this
+//! replica's own assign/close/notification counters) or the slow refresh is due, and only while
+//! someone watches. While someone watches it also takes the notifier's wake latencies, and only
+//! then: with nobody watching the notifier does not measure them. Every viewer's stream reads the same snapshot, so
 //! viewers cost no queries: a replica runs one query set a second at most, however many
 //! dashboards are open.
 
@@ -11,14 +12,13 @@ use crate::auth::Admin;
 use crate::db::{Db, ProcessFilter};
 use crate::error::Result;
 use crate::http::AppState;
-use crate::notifier::Activity;
 use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::{Notify, watch};
 
 /// The shortest time between two snapshots (and the sampling period of the history).
@@ -32,7 +32,8 @@ const MAX_EXECUTORS: i32 = 100;
 const RECENT: i32 = 25;
 const FAILED: i32 = 10;
 const WORKFLOWS: usize = 3;
-/// Queries of one snapshot in flight at once: leaves the rest of the pool to executors.
+/// Queries of one snapshot in flight at once: leaves the rest of the pool to executors. Each
+/// colony's queries run one after the other, and this many colonies at once.
 const QUERIES_IN_FLIGHT: usize = 4;
 
 /// What the dashboard shows, as one JSON document (the `snapshot` event of `/ui/events`).
@@ -130,7 +131,9 @@ async fn publish(
     sender: watch::Sender<Option<Arc<Published>>>,
     joined: Arc<Notify>,
 ) {
-    let mut activity = state.notifier.activity();
+    // Subscribed only while someone watches (the notifier measures wake latencies only while
+    // a receiver exists): taken when a viewer is seen, dropped when the last one has left.
+    let mut wake_latencies: Option<broadcast::Receiver<Duration>> = None;
     let mut tick = tokio::time::interval(PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut series = Series::default();
@@ -145,10 +148,11 @@ async fn publish(
                 false
             }
             _ = joined.notified() => true,
-            event = activity.recv() => {
-                match event {
-                    Ok(Activity::WakeLatency(latency)) => series.wake(latency),
-                    Ok(Activity::Notification { .. }) | Err(RecvError::Lagged(_)) => active = true,
+            latency = next_latency(&mut wake_latencies) => {
+                match latency {
+                    Ok(latency) => series.wake(latency),
+                    // Samples for a chart: the ones skipped are not missed much.
+                    Err(RecvError::Lagged(_)) => {}
                     // The notifier is gone only when the replica stops.
                     Err(RecvError::Closed) => return,
                 }
@@ -157,7 +161,11 @@ async fn publish(
         };
         // Only the publisher's own receiver is left: nobody watches.
         if sender.receiver_count() <= 1 {
+            wake_latencies = None;
             continue;
+        }
+        if wake_latencies.is_none() {
+            wake_latencies = Some(state.notifier.wake_latencies());
         }
         let age = last.map(|at| at.elapsed());
         let due = match age {
@@ -196,8 +204,19 @@ async fn publish(
     }
 }
 
+/// The next wake latency, if subscribed; never otherwise.
+async fn next_latency(
+    receiver: &mut Option<broadcast::Receiver<Duration>>,
+) -> Result<Duration, RecvError> {
+    match receiver {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The query set of one snapshot: the colonies, then per colony its stats, backlog,
-/// executors, recent and failed processes, then the newest workflows' graphs.
+/// executors, recent and failed processes, then the newest workflows' graphs. At most
+/// [`QUERIES_IN_FLIGHT`] queries at once: `colony_view` runs its queries in sequence.
 async fn build(db: &Db) -> Result<Vec<ColonyView>> {
     let colonies = db.list_colonies(None, None, MAX_COLONIES).await?.colonies;
     let views: Vec<Result<ColonyView>> = futures_util::stream::iter(colonies)
@@ -218,13 +237,13 @@ async fn colony_view(db: &Db, colony: api::Colony) -> Result<ColonyView> {
     };
     let recent_filter = page(None, "submitted", RECENT);
     let failed_filter = page(Some(3), "ended", FAILED);
-    let (stats, queues, executors, recent, failed) = tokio::try_join!(
-        db.stats(name),
-        db.queues(name),
-        db.list_executors(name, None, MAX_EXECUTORS),
-        db.list_processes(name, &recent_filter),
-        db.list_processes(name, &failed_filter),
-    )?;
+    // One query at a time per colony: `build` runs QUERIES_IN_FLIGHT colonies at once, so
+    // that is the number of this snapshot's queries in flight (and of pool connections held).
+    let stats = db.stats(name).await?;
+    let queues = db.queues(name).await?;
+    let executors = db.list_executors(name, None, MAX_EXECUTORS).await?;
+    let recent = db.list_processes(name, &recent_filter).await?;
+    let failed = db.list_processes(name, &failed_filter).await?;
     let mut seen = BTreeSet::new();
     let ids: Vec<i64> = recent
         .processes

@@ -63,6 +63,10 @@ pub struct Global {
     /// How long a call keeps trying replicas before it gives up (exit code 5), e.g. `30s`.
     #[arg(long, global = true, default_value = "30s", value_parser = humantime::parse_duration)]
     pub retry_for: std::time::Duration,
+    /// Start at the first --url and fail over down the list (default: start at a replica
+    /// chosen at random, which spreads invocations over the replicas).
+    #[arg(long, global = true)]
+    pub in_order: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -88,9 +88,11 @@ impl Context {
 
     /// A client of the replicas acting with `token`.
     pub fn client(&self, token: &str) -> Result<Client> {
-        Client::builder(self.global.urls.clone(), token)
-            .retry_for(self.global.retry_for)
-            .build()
-            .map_err(|e| CliError::Usage(e.to_string()))
+        let mut builder =
+            Client::builder(self.global.urls.clone(), token).retry_for(self.global.retry_for);
+        if self.global.in_order {
+            builder = builder.start_at(0);
+        }
+        builder.build().map_err(|e| CliError::Usage(e.to_string()))
     }
 }

@@ -64,8 +64,6 @@ fn client_exit_code(error: &ClientError) -> u8 {
             404 => exit::NOT_FOUND,
             409 | 429 => exit::CONFLICT,
             401 | 403 => exit::AUTH,
-            // A proxy's 502/504 that the client did not retry, or a replica draining.
-            502..=504 => exit::UNAVAILABLE,
             _ => exit::OTHER,
         },
         ClientError::Unavailable { .. } | ClientError::OutcomeUnknown(_) => exit::UNAVAILABLE,

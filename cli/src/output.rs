@@ -19,22 +19,25 @@ where
         .load_preset(presets::NOTHING)
         .set_content_arrangement(comfy_table::ContentArrangement::Disabled)
         .set_header(header);
-    // NOTHING leaves one space of padding on each side; keep the first column flush left.
     table
 }
 
-/// Prints `table` on stdout, each line without trailing blanks.
+/// Prints `table` on stdout ([`table_lines`]).
 pub fn print_table(table: &Table) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    for line in table.lines() {
-        writeln!(
-            out,
-            "{}",
-            line.trim_end().strip_prefix(' ').unwrap_or(&line)
-        )
-        .context(|| "write to stdout".into())?;
+    for line in table_lines(table) {
+        writeln!(out, "{line}").context(|| "write to stdout".into())?;
     }
     Ok(())
+}
+
+/// `table`'s lines as printed: without trailing blanks, and the first column flush left
+/// (NOTHING leaves one space of padding on each side of a cell).
+fn table_lines(table: &Table) -> impl Iterator<Item = String> {
+    table.lines().map(|line| {
+        let line = line.trim_end();
+        line.strip_prefix(' ').unwrap_or(line).to_owned()
+    })
 }
 
 /// Prints `value` as pretty JSON on stdout.
@@ -51,24 +54,13 @@ pub fn print_line(line: impl std::fmt::Display) -> Result<()> {
     writeln!(std::io::stdout().lock(), "{line}").context(|| "write to stdout".into())
 }
 
-/// A state's name, as the coordinator's filters and docs spell it.
-pub fn state_name(state: State) -> String {
-    match state {
-        State::Waiting => "WAITING".into(),
-        State::Running => "RUNNING".into(),
-        State::Success => "SUCCESS".into(),
-        State::Failed => "FAILED".into(),
-        State::Cancelled => "CANCELLED".into(),
-        State::Other(n) => format!("STATE_{n}"),
-    }
-}
-
-/// A state given as the integer the coordinator sends in a workflow's JSON.
+/// A state given as the integer the coordinator sends in a workflow's JSON, by its name
+/// (`State`'s `Display`).
 pub fn state_name_of(value: &serde_json::Value) -> String {
     value
         .as_i64()
         .and_then(|n| i32::try_from(n).ok())
-        .map(|n| state_name(State::from(n)))
+        .map(|n| State::from(n).to_string())
         .unwrap_or_else(|| "?".into())
 }
 
@@ -106,7 +98,9 @@ mod tests {
         assert_eq!(when(None), "-");
         assert_eq!(or_dash(Some("")), "-");
         assert_eq!(seconds(3723.4), "1h 2m 3s");
-        assert_eq!(state_name(State::from(3)), "FAILED");
+        assert_eq!(State::from(3).to_string(), "FAILED");
+        assert_eq!(state_name_of(&serde_json::json!(7)), "STATE_7");
+        assert_eq!(state_name_of(&serde_json::json!("x")), "?");
         assert_eq!(state_name_of(&serde_json::json!(4)), "CANCELLED");
     }
 
@@ -114,9 +108,15 @@ mod tests {
     fn tables_have_no_borders_or_trailing_blanks() {
         let mut t = table(["ID", "STATE"]);
         t.add_row(["1", "WAITING"]);
-        let lines: Vec<String> = t.lines().collect();
-        assert_eq!(lines.len(), 2);
+        t.add_row(["1234", "RUNNING"]);
+        let lines: Vec<String> = table_lines(&t).collect();
+        assert_eq!(lines.len(), 3);
         assert!(lines[0].contains("ID") && lines[0].contains("STATE"));
         assert!(!lines[0].contains('|'));
+        // What print_table prints: flush left, no trailing blanks, columns aligned.
+        assert_eq!(lines, ["ID    STATE", "1     WAITING", "1234  RUNNING"]);
+        // The raw lines have what table_lines takes away.
+        let raw: Vec<String> = t.lines().collect();
+        assert!(raw[0].starts_with(' ') && raw[1].ends_with(' '), "{raw:?}");
     }
 }

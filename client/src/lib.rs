@@ -61,7 +61,7 @@
 //!
 //! # What is retried
 //!
-//! Only what is safe to repeat ([`retry`] has the table):
+//! Only what is safe to repeat (docs/protocol.md has the table):
 //! - anything that surely never reached a coordinator (connection refused, connect timeout),
 //!   and anything a coordinator answered with 503 (a coordinator's failed request changes
 //!   nothing);
@@ -88,7 +88,7 @@ mod admin;
 mod error;
 mod lease;
 mod replicas;
-pub mod retry;
+mod retry;
 mod types;
 
 pub use admin::{
@@ -97,7 +97,6 @@ pub use admin::{
 };
 pub use error::{Error, Result};
 pub use replicas::Health;
-pub use retry::Safety;
 pub use types::{Close, Closed, LogEntry, Process, State, Stats};
 pub use url::Url;
 
@@ -105,7 +104,7 @@ use bytes::Bytes;
 use replicas::{Rotation, pick};
 use reqwest::Method;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
-use retry::{Outcome, Verdict, already_finished, backoff, verdict};
+use retry::{Outcome, Safety, Verdict, already_finished, backoff, verdict};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -358,9 +357,9 @@ struct Call<'a> {
     safety: Safety,
     /// For a long-poll: when it ends, and `max`. Each attempt asks for the time that is left.
     long_poll: Option<(Instant, u32)>,
-    /// For close ("SUCCESS") and fail ("FAILED"): the state that, found after a lost answer,
+    /// For close (SUCCESS) and fail (FAILED): the state that, found after a lost answer,
     /// means the call was applied (retry::already_finished).
-    finishes_as: Option<&'static str>,
+    finishes_as: Option<State>,
 }
 
 impl<'a> Call<'a> {
@@ -618,6 +617,24 @@ impl Inner {
         ok
     }
 
+    /// `GET /healthz` of each of `replicas`, in parallel (at most `timeout` each): the tasks
+    /// answer (position in `replicas`, health).
+    fn check_health(
+        &self,
+        replicas: impl Iterator<Item = usize>,
+        timeout: Duration,
+    ) -> tokio::task::JoinSet<(usize, Health)> {
+        let mut checks = tokio::task::JoinSet::new();
+        for (rank, i) in replicas.enumerate() {
+            let request = self
+                .http
+                .get(format!("{}/healthz", self.replicas[i].base))
+                .timeout(timeout);
+            checks.spawn(async move { (rank, health_of(request.send().await)) });
+        }
+        checks
+    }
+
     /// The replica to try next among `candidates` (best first): the best-ranked one whose
     /// `GET /healthz` answers 200 (replicas::pick). Replicas that do not answer are marked down.
     async fn choose(&self, candidates: &[usize]) -> usize {
@@ -625,14 +642,7 @@ impl Inner {
         if candidates.len() == 1 || timeout.is_zero() {
             return candidates[0];
         }
-        let mut checks = tokio::task::JoinSet::new();
-        for (rank, &i) in candidates.iter().enumerate() {
-            let request = self
-                .http
-                .get(format!("{}/healthz", self.replicas[i].base))
-                .timeout(timeout);
-            checks.spawn(async move { (rank, health_of(request.send().await)) });
-        }
+        let mut checks = self.check_health(candidates.iter().copied(), timeout);
         let deadline = tokio::time::Instant::now() + timeout;
         let mut results = vec![None; candidates.len()];
         let mut all_in = false;
@@ -678,11 +688,6 @@ impl Client {
             settings: Settings::default(),
             start_at: None,
         }
-    }
-
-    /// The replicas, in the order given.
-    pub fn replicas(&self) -> Vec<Url> {
-        self.inner.replicas.iter().map(|r| r.url.clone()).collect()
     }
 
     /// The replica the next call goes to: the last one that answered, or where failover
@@ -792,9 +797,10 @@ impl Client {
     /// Each process comes with a claim lease (`lease_until`, the colony's `claim_lease`, 15 s
     /// by default): the database gives it back to WAITING unless the executor acknowledges it
     /// within the lease — its [`close`](Client::close), [`fail`](Client::fail),
-    /// [`log`](Client::log) or a [`heartbeat`](Client::heartbeat). This client does it: half a
-    /// lease after receiving processes, if it has not closed, failed or logged all of them,
-    /// it sends one heartbeat (in a task of its own), which acknowledges them all.
+    /// [`log`](Client::log) or a [`heartbeat`](Client::heartbeat) that names it. This client
+    /// does it: half a lease after receiving processes, if it has not closed, failed or logged
+    /// all of them, it sends one heartbeat (in a task of its own) naming every process it still
+    /// holds, which acknowledges exactly those.
     pub async fn assign(&self, colony: &str, timeout: Duration, max: u32) -> Result<Vec<Process>> {
         let mut call = Call::new(
             Method::POST,
@@ -816,8 +822,7 @@ impl Client {
         let mut shortest: Option<Duration> = None;
         let mut ids = Vec::new();
         for p in processes {
-            if let Some(lease) = lease::length(p.started_at.as_deref(), p.extra.get("lease_until"))
-            {
+            if let Some(lease) = lease::length(p.started_at.as_deref(), p.lease_until.as_deref()) {
                 shortest = Some(shortest.map_or(lease, |s| s.min(lease)));
                 ids.push(p.id);
             }
@@ -827,7 +832,9 @@ impl Client {
         let client = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(lease / 2).await;
-            if client.inner.held.take_any(&ids) {
+            // The heartbeat names everything held then (these and any other batch's), and
+            // forgets what it acknowledged: another batch's task finds nothing left to send.
+            if client.inner.held.any(&ids) {
                 // Retried across replicas like any heartbeat; if it fails for good, the
                 // executor may still close in time, and otherwise the lease gives it back.
                 let _ = client.heartbeat().await;
@@ -847,7 +854,7 @@ impl Client {
         if let Some(output) = output {
             call = call.json(&serde_json::json!({ "output": output }))?;
         }
-        call.finishes_as = Some("SUCCESS");
+        call.finishes_as = Some(State::Success);
         let outcome = self.inner.call(&call).await.map(drop);
         self.inner.held.remove(id);
         outcome
@@ -880,7 +887,7 @@ impl Client {
                         reply.maybe_applied,
                         409,
                         item.error.as_deref().unwrap_or_default(),
-                        "SUCCESS",
+                        State::Success,
                     )
                 {
                     item.closed = true;
@@ -902,7 +909,7 @@ impl Client {
             Safety::Idempotent,
         )
         .json(&serde_json::json!({ "errors": errors }))?;
-        call.finishes_as = Some("FAILED");
+        call.finishes_as = Some(State::Failed);
         let outcome = self.inner.call(&call).await.map(drop);
         self.inner.held.remove(id);
         outcome
@@ -939,14 +946,22 @@ impl Client {
     }
 
     /// Keeps the token's executor alive during a long process, and acknowledges the claim
-    /// leases of every process running for it.
+    /// leases of the processes this client holds: received from [`assign`](Client::assign)
+    /// and not yet closed, failed or logged (`{"processes": [...]}`; an empty body when it
+    /// holds none, which only keeps the executor alive). On success those are no longer held.
     pub async fn heartbeat(&self) -> Result<()> {
-        let call = Call::new(
+        let ids = self.inner.held.ids();
+        let mut call = Call::new(
             Method::POST,
             "/v1/executors/heartbeat".into(),
             Safety::Idempotent,
         );
-        self.inner.call(&call).await.map(drop)
+        if !ids.is_empty() {
+            call = call.json(&serde_json::json!({ "processes": ids }))?;
+        }
+        self.inner.call(&call).await?;
+        self.inner.held.take_any(&ids);
+        Ok(())
     }
 
     /// Adds a line to process `id`'s log (only its executor, while it runs; at most 16 KiB).
@@ -983,15 +998,9 @@ impl Client {
             t if t.is_zero() => Duration::from_millis(500),
             t => t,
         };
-        let mut checks = tokio::task::JoinSet::new();
-        for (i, replica) in self.inner.replicas.iter().enumerate() {
-            let request = self
-                .inner
-                .http
-                .get(format!("{}/healthz", replica.base))
-                .timeout(timeout);
-            checks.spawn(async move { (i, health_of(request.send().await)) });
-        }
+        let mut checks = self
+            .inner
+            .check_health(0..self.inner.replicas.len(), timeout);
         let mut out: Vec<(Url, Health)> = self
             .inner
             .replicas

@@ -82,7 +82,13 @@ pub fn verdict(safety: Safety, outcome: Outcome) -> Verdict {
 /// hung, and run again elsewhere), the extension's message names that executor —
 /// `not running (it is SUCCESS, finished by "b")` — which does not match, and the caller is
 /// told its close was refused.
-pub fn already_finished(maybe_applied: bool, status: u16, message: &str, state: &str) -> bool {
+/// `state` is written as the extension names it ([`State`](crate::State)'s `Display`).
+pub fn already_finished(
+    maybe_applied: bool,
+    status: u16,
+    message: &str,
+    state: impl std::fmt::Display,
+) -> bool {
     maybe_applied && status == 409 && message.ends_with(&format!("not running (it is {state})"))
 }
 
@@ -156,6 +162,8 @@ mod tests {
         let single = "process 7 is not running (it is SUCCESS)";
         let many = "not running (it is SUCCESS)";
         assert!(already_finished(true, 409, single, "SUCCESS"));
+        assert!(already_finished(true, 409, single, crate::State::Success));
+        assert!(!already_finished(true, 409, single, crate::State::Failed));
         assert!(already_finished(true, 409, many, "SUCCESS"));
         // Not after a lost answer: closing twice is the caller's error.
         assert!(!already_finished(false, 409, single, "SUCCESS"));

@@ -34,6 +34,52 @@ impl From<i32> for State {
     }
 }
 
+impl State {
+    /// The states the coordinator has, in their numeric order.
+    pub const KNOWN: [State; 5] = [
+        State::Waiting,
+        State::Running,
+        State::Success,
+        State::Failed,
+        State::Cancelled,
+    ];
+}
+
+/// The name the coordinator's messages, filters and docs use: `WAITING`, `RUNNING`,
+/// `SUCCESS`, `FAILED`, `CANCELLED`; `STATE_<n>` for a state this client does not know.
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            State::Waiting => f.write_str("WAITING"),
+            State::Running => f.write_str("RUNNING"),
+            State::Success => f.write_str("SUCCESS"),
+            State::Failed => f.write_str("FAILED"),
+            State::Cancelled => f.write_str("CANCELLED"),
+            State::Other(n) => write!(f, "STATE_{n}"),
+        }
+    }
+}
+
+/// A state's name as [`Display`](std::fmt::Display) writes it, in any case (`waiting`,
+/// `WAITING`, `state_7`).
+impl std::str::FromStr for State {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<State, String> {
+        if let Some(state) = State::KNOWN
+            .into_iter()
+            .find(|s| s.to_string().eq_ignore_ascii_case(text))
+        {
+            return Ok(state);
+        }
+        text.get(..6)
+            .filter(|prefix| prefix.eq_ignore_ascii_case("STATE_"))
+            .and_then(|_| text[6..].parse::<i32>().ok())
+            .map(State::from)
+            .ok_or_else(|| format!("{text:?} is not a process state"))
+    }
+}
+
 impl From<State> for i32 {
     fn from(s: State) -> i32 {
         match s {
@@ -90,6 +136,10 @@ pub struct Process {
     pub exec_deadline: Option<String>,
     #[serde(default)]
     pub workflow_id: Option<i64>,
+    /// Until when the executor must acknowledge this claim (close, fail, log or a heartbeat
+    /// naming it), or the database gives it back; set on a process a long-poll handed out.
+    #[serde(default)]
+    pub lease_until: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -166,15 +216,32 @@ mod tests {
             "spec": {"funcname": "add", "args": [1, 2], "kwargs": {"x": 1}, "conditions": {"executortype": "t"}},
             "input": null, "output": null, "errors": null, "retries": 0,
             "submitted_at": "2025-01-01T00:00:00+00:00", "started_at": "2025-01-01T00:00:01+00:00",
-            "ended_at": null, "exec_deadline": null, "workflow_id": null, "something_new": 1
+            "ended_at": null, "exec_deadline": null, "workflow_id": null, "something_new": 1,
+            "lease_until": "2025-01-01T00:00:16+00:00"
         }))
         .unwrap();
+        assert_eq!(p.lease_until.as_deref(), Some("2025-01-01T00:00:16+00:00"));
+        assert!(!p.extra.contains_key("lease_until"));
         assert_eq!(p.state, State::Running);
         assert_eq!(p.args(), &[json!(1), json!(2)]);
         assert_eq!(p.kwargs().unwrap()["x"], json!(1));
         assert_eq!(p.extra["something_new"], json!(1));
         assert_eq!(State::from(9), State::Other(9));
         assert_eq!(serde_json::to_value(State::Cancelled).unwrap(), json!(4));
+    }
+
+    #[test]
+    fn states_have_names_both_ways() {
+        for state in State::KNOWN.into_iter().chain([State::Other(9)]) {
+            assert_eq!(state.to_string().parse::<State>(), Ok(state));
+            assert_eq!(state.to_string().to_lowercase().parse::<State>(), Ok(state));
+        }
+        assert_eq!(State::Failed.to_string(), "FAILED");
+        assert_eq!(State::Other(-1).to_string(), "STATE_-1");
+        assert_eq!("cancelled".parse::<State>(), Ok(State::Cancelled));
+        assert!("done".parse::<State>().is_err());
+        assert!("STATE_x".parse::<State>().is_err());
+        assert!("é".parse::<State>().is_err());
     }
 
     #[test]

@@ -274,9 +274,11 @@ class Coordinators:
         status, data = self.call("POST", None, path_for_attempt=for_attempt)
         return [] if status == 204 else json.loads(data)
 
-    def heartbeat(self):
-        """Keeps the executor alive and acknowledges the claim leases of all its processes."""
-        self.call("POST", "/v1/executors/heartbeat")
+    def heartbeat(self, process_ids=()):
+        """Keeps the executor alive and acknowledges the claim leases of exactly `process_ids`
+        (those RUNNING on this executor); without ids, liveness only (an empty body)."""
+        body = {"processes": list(process_ids)} if process_ids else None
+        self.call("POST", "/v1/executors/heartbeat", body)
 
     def close(self, process_id, output):
         self.call("POST", f"/v1/processes/{process_id}/close", {"output": output},
@@ -311,8 +313,8 @@ def lease_seconds(process):
 
     A process a coordinator hands out goes back to WAITING unless its executor acknowledges it
     within the lease (the colony's claim_lease, 15 s by default): by closing or failing it,
-    logging to it, or a heartbeat. A function that runs longer than half the lease needs the
-    heartbeat, which main() sends from a timer."""
+    logging to it, or a heartbeat that names it. A function that runs longer than half the
+    lease needs the heartbeat, which main() sends from a timer."""
     try:
         started = datetime.fromisoformat(process["started_at"])
         until = datetime.fromisoformat(process["lease_until"])
@@ -321,16 +323,38 @@ def lease_seconds(process):
     return max(0.0, (until - started).total_seconds())
 
 
-def acknowledge_later(replicas, token, start, processes):
-    """A started timer that heartbeats half a lease from now (cancel it once every process
-    is closed or failed). It uses its own connections: the main thread's are busy."""
+class Unfinished:
+    """The ids of the processes received and not yet closed or failed: the one running and
+    those waiting behind it (shared by the main thread and the heartbeat timer)."""
+
+    def __init__(self, processes):
+        self._lock = threading.Lock()
+        self._ids = [p["id"] for p in processes]
+
+    def done(self, process_id):
+        with self._lock:
+            self._ids = [i for i in self._ids if i != process_id]
+
+    def ids(self):
+        with self._lock:
+            return list(self._ids)
+
+
+def acknowledge_later(replicas, token, start, processes, unfinished):
+    """A started timer that, half a lease from now, heartbeats naming the processes still
+    unfinished then (the one running, and any waiting behind it): that acknowledges their
+    leases, and only theirs. Cancel it once every process is closed or failed. It uses its
+    own connections: the main thread's are busy."""
     leases = [s for s in map(lease_seconds, processes) if s is not None]
     if not leases:
         return None
 
     def heartbeat():
+        ids = unfinished.ids()
+        if not ids:
+            return
         try:
-            Coordinators(replicas, token, start).heartbeat()
+            Coordinators(replicas, token, start).heartbeat(ids)
         except Exception as e:
             log(f"heartbeat failed: {e}")
 
@@ -373,7 +397,8 @@ def main():
             continue
         if not processes and args.once:
             return 0
-        timer = acknowledge_later(replicas, token, args.start, processes)
+        unfinished = Unfinished(processes)
+        timer = acknowledge_later(replicas, token, args.start, processes, unfinished)
         for process in processes:
             try:
                 output = run(process)
@@ -384,6 +409,7 @@ def main():
                     coordinators.fail(process["id"], [text, traceback.format_exc()])
                 except Exception as report:
                     log(f"could not fail process {process['id']}: {report}")
+                unfinished.done(process["id"])
                 continue
             try:
                 coordinators.close(process["id"], output)
@@ -391,6 +417,7 @@ def main():
             except Exception as e:
                 # Its maxexectime will requeue it if this close never arrived.
                 log(f"could not close process {process['id']}: {e}")
+            unfinished.done(process["id"])
         if timer is not None:
             timer.cancel()
 

@@ -1,5 +1,6 @@
 //! `colony colonies add|rm|ls` (admin token).
 
+use super::pages;
 use crate::context::Context;
 use crate::error::{Context as _, Result};
 use crate::output::{self, seconds, when};
@@ -39,19 +40,15 @@ pub async fn run(ctx: &Context, command: ColoniesCommand) -> Result<()> {
             done(ctx, &name, "removed")
         }
         ColoniesCommand::Ls => {
-            let mut colonies = Vec::new();
-            let mut after = None;
-            loop {
+            let admin = &admin;
+            let (colonies, _) = pages(usize::MAX, None, |after, _| async move {
                 let page = admin
                     .colonies(after.as_deref(), Some(1000))
                     .await
                     .context(|| "list colonies".into())?;
-                colonies.extend(page.colonies);
-                match page.next {
-                    Some(next) => after = Some(next),
-                    None => break,
-                }
-            }
+                Ok((page.colonies, page.next))
+            })
+            .await?;
             if ctx.json() {
                 return output::print_json(&colonies);
             }

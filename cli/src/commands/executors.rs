@@ -1,5 +1,6 @@
 //! `colony executors add|rm|ls` in `--colony` (admin token).
 
+use super::pages;
 use crate::context::Context;
 use crate::error::{Context as _, Result};
 use crate::output::{self, or_dash, when};
@@ -67,19 +68,15 @@ pub async fn run(ctx: &Context, command: ExecutorsCommand) -> Result<()> {
             output::print_line(format_args!("removed executor {name} from colony {colony}"))
         }
         ExecutorsCommand::Ls => {
-            let mut executors = Vec::new();
-            let mut after = None;
-            loop {
+            let admin = &admin;
+            let (executors, _) = pages(usize::MAX, None, |after, _| async move {
                 let page = admin
                     .executors(colony, after.as_deref(), Some(1000))
                     .await
                     .context(|| format!("list executors of colony {colony}"))?;
-                executors.extend(page.executors);
-                match page.next {
-                    Some(next) => after = Some(next),
-                    None => break,
-                }
-            }
+                Ok((page.executors, page.next))
+            })
+            .await?;
             if ctx.json() {
                 return output::print_json(&executors);
             }

@@ -2,7 +2,7 @@
 
 use crate::context::Context;
 use crate::error::{Context as _, Result};
-use crate::output::{self, or_dash, state_name, when};
+use crate::output::{self, or_dash, when};
 use clap::Args;
 use serde_json::Value;
 
@@ -31,7 +31,7 @@ pub async fn get(ctx: &Context, args: IdArgs) -> Result<()> {
     for (field, value) in [
         ("id", process.id.to_string()),
         ("colony", process.colony.clone()),
-        ("state", state_name(process.state)),
+        ("state", process.state.to_string()),
         ("funcname", or_dash(process.funcname.as_deref())),
         ("label", or_dash(process.label.as_deref())),
         ("executor type", process.executor_type.clone()),

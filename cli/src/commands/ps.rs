@@ -1,10 +1,12 @@
 //! `colony ps`: a colony's processes through the admin listing's keyset pages, once or
 //! re-rendered with `--watch`.
 
+use super::pages;
 use crate::context::Context;
 use crate::error::{Context as _, Result};
-use crate::output::{self, or_dash, state_name, when};
-use clap::{Args, ValueEnum};
+use crate::output::{self, or_dash, when};
+use clap::Args;
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use colony_client::{Client, ProcessFilter, ProcessOrder, ProcessSummary, State};
 use std::io::IsTerminal;
 use std::time::{Duration, SystemTime};
@@ -13,8 +15,8 @@ use tokio::signal::unix::{SignalKind, signal};
 #[derive(Debug, Args)]
 pub struct PsArgs {
     /// Only processes in this state.
-    #[arg(long, value_enum)]
-    state: Option<StateArg>,
+    #[arg(long, value_parser = state_arg())]
+    state: Option<State>,
     /// Only processes for this executor type.
     #[arg(long = "type")]
     executor_type: Option<String>,
@@ -57,25 +59,12 @@ pub struct PsArgs {
     interval: Duration,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum StateArg {
-    Waiting,
-    Running,
-    Success,
-    Failed,
-    Cancelled,
-}
-
-impl From<StateArg> for State {
-    fn from(s: StateArg) -> State {
-        match s {
-            StateArg::Waiting => State::Waiting,
-            StateArg::Running => State::Running,
-            StateArg::Success => State::Success,
-            StateArg::Failed => State::Failed,
-            StateArg::Cancelled => State::Cancelled,
-        }
-    }
+/// `--state`: a state's name in lower case (`State`'s names), listed in `--help`.
+fn state_arg() -> impl TypedValueParser<Value = State> {
+    PossibleValuesParser::new(
+        State::KNOWN.map(|s| PossibleValue::new(s.to_string().to_lowercase())),
+    )
+    .try_map(|name| name.parse::<State>())
 }
 
 /// RFC 3339 as given, or a duration ago turned into RFC 3339.
@@ -95,7 +84,7 @@ pub async fn run(ctx: &Context, args: PsArgs) -> Result<()> {
     let colony = ctx.colony()?;
     let admin = ctx.admin()?;
     let filter = ProcessFilter {
-        state: args.state.map(State::from),
+        state: args.state,
         executor_type: args.executor_type.clone(),
         location: args.location.clone(),
         executor: args.executor.clone(),
@@ -151,26 +140,26 @@ async fn list(
     filter: &ProcessFilter,
     limit: usize,
 ) -> Result<(Vec<ProcessSummary>, Option<String>)> {
-    let mut filter = filter.clone();
-    let mut out = Vec::new();
-    loop {
-        let remaining = limit - out.len();
+    pages(limit, filter.after.clone(), |after, left| {
+        let mut filter = ProcessFilter {
+            after,
+            ..filter.clone()
+        };
         if let Some(page_size) = filter.limit
-            && (remaining as u64) < u64::from(page_size)
+            && (left as u64) < u64::from(page_size)
         {
             // Ask for no more than is shown, so `next` resumes right after the last row.
-            filter.limit = Some(remaining as u32);
+            filter.limit = Some(left as u32);
         }
-        let page = admin
-            .processes(colony, &filter)
-            .await
-            .context(|| format!("list processes of colony {colony}"))?;
-        out.extend(page.processes);
-        match page.next {
-            Some(next) if out.len() < limit => filter.after = Some(next),
-            next => return Ok((out, next)),
+        async move {
+            let page = admin
+                .processes(colony, &filter)
+                .await
+                .context(|| format!("list processes of colony {colony}"))?;
+            Ok((page.processes, page.next))
         }
-    }
+    })
+    .await
 }
 
 fn render(ctx: &Context, processes: &[ProcessSummary], next: Option<&str>) -> Result<()> {
@@ -191,7 +180,7 @@ fn render(ctx: &Context, processes: &[ProcessSummary], next: Option<&str>) -> Re
     for p in processes {
         table.add_row([
             p.id.to_string(),
-            state_name(p.state),
+            p.state.to_string(),
             p.funcname.clone(),
             p.executor_type.clone(),
             or_dash(p.location.as_deref()),

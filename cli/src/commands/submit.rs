@@ -5,7 +5,7 @@ use crate::context::Context;
 use crate::error::{CliError, Context as _, Result};
 use crate::output;
 use clap::Args;
-use colony_client::{Client, Error as ClientError, new_idempotency_key};
+use colony_client::{Client, Error as ClientError};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -202,12 +202,9 @@ async fn submit_batch(
     colony: String,
     batch: Batch,
 ) -> (Batch, std::result::Result<Vec<i64>, ClientError>) {
-    // One key per batch: the client repeats it on every retry, so a batch whose answer was
-    // lost is submitted once however often it is sent.
-    let key = new_idempotency_key();
-    let result = client
-        .submit_many_with_key(&colony, &batch.specs, &key)
-        .await;
+    // One key per batch (submit_many makes it): the client repeats it on every retry, so a
+    // batch whose answer was lost is submitted once however often it is sent.
+    let result = client.submit_many(&colony, &batch.specs).await;
     (batch, result)
 }
 

@@ -10,6 +10,7 @@ use colony_client::{Client, Process};
 use serde_json::{Value, json};
 use std::process::Stdio;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::signal::unix::{SignalKind, signal};
@@ -44,8 +45,10 @@ pub struct WorkerArgs {
 /// How long stderr's end is kept for a failed process's error.
 const STDERR_TAIL: usize = 4096;
 
-/// Liveness while commands run longer than a colony's `stale_after` (long-polls keep an idle
-/// worker alive on their own).
+/// Liveness while commands run longer than a colony's `stale_after`; skipped while every slot
+/// is free (long-polls keep an idle worker alive on their own: each one refreshes it). Each
+/// heartbeat also acknowledges the claim leases of the processes the client still holds
+/// (`Client::heartbeat`).
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 
 pub async fn run(ctx: &Context, args: WorkerArgs) -> Result<()> {
@@ -129,7 +132,9 @@ async fn work(client: &Client, colony: &str, args: &WorkerArgs, stop: &Stop) -> 
     let slots = Arc::new(Semaphore::new(args.concurrency as usize));
     let command = Arc::new(args.command.clone());
     let mut running = JoinSet::new();
-    let heartbeat = tokio::spawn(heartbeats(client.clone()));
+    // Processes whose commands run (the slots a long-poll holds while it waits do not count).
+    let busy = Arc::new(AtomicUsize::new(0));
+    let heartbeat = tokio::spawn(heartbeats(client.clone(), busy.clone()));
     let mut outcome = Ok(());
     loop {
         while running.try_join_next().is_some() {}
@@ -156,9 +161,10 @@ async fn work(client: &Client, colony: &str, args: &WorkerArgs, stop: &Stop) -> 
                     let permit = permits.pop().expect("no more processes than slots");
                     let (client, command) = (client.clone(), command.clone());
                     let killed = stop.now.clone();
+                    let busy = Busy::new(&busy);
                     running.spawn(async move {
                         run_one(&client, &command, process, &killed).await;
-                        drop(permit);
+                        drop((busy, permit));
                     });
                 }
             }
@@ -198,11 +204,31 @@ async fn work(client: &Client, colony: &str, args: &WorkerArgs, stop: &Stop) -> 
     outcome
 }
 
-async fn heartbeats(client: Client) {
+/// Counts one running process in `busy` while it lives (dropped when the task ends, however).
+struct Busy(Arc<AtomicUsize>);
+
+impl Busy {
+    fn new(busy: &Arc<AtomicUsize>) -> Busy {
+        busy.fetch_add(1, Ordering::Relaxed);
+        Busy(busy.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A heartbeat every [`HEARTBEAT_EVERY`] while a process runs.
+async fn heartbeats(client: Client, busy: Arc<AtomicUsize>) {
     let mut every = tokio::time::interval(HEARTBEAT_EVERY);
     every.tick().await;
     loop {
         every.tick().await;
+        if busy.load(Ordering::Relaxed) == 0 {
+            continue;
+        }
         if let Err(e) = client.heartbeat().await {
             eprintln!("colony worker: heartbeat failed: {e}");
         }

@@ -133,7 +133,7 @@ async fn ps_filters_pages_and_prints_json_or_a_table() {
         lines[1]
     );
 
-    // ps without an admin token is refused as auth.
+    // ps without an admin token is a usage error (exit 1); a wrong one is refused as auth.
     let mut command = env.command(&["ps"]);
     command.env_remove("COLONY_ADMIN_TOKEN");
     let out = command.output().await.unwrap();
@@ -153,6 +153,7 @@ async fn ps_watch_re_renders_until_interrupted() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     // Two renders (two headers) show it, then Ctrl-C ends it cleanly.
     let mut renders = 0;
+    let mut seen = false;
     while renders < 2 {
         let line = tokio::time::timeout(DEADLINE, lines.next_line())
             .await
@@ -162,10 +163,12 @@ async fn ps_watch_re_renders_until_interrupted() {
         if line.starts_with("colony c, every") {
             renders += 1;
         }
-        if renders == 1 && line.starts_with(&id.to_string()) {
+        if renders == 1 && line.split_whitespace().next() == Some(id.to_string().as_str()) {
             assert!(line.contains("WAITING"), "{line}");
+            seen = true;
         }
     }
+    assert!(seen, "the first render shows process {id}");
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id().unwrap() as i32, libc::SIGINT) };
     let status = tokio::time::timeout(DEADLINE, child.wait())

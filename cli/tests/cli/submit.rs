@@ -224,13 +224,15 @@ async fn an_executor_token_submits_into_its_colony() {
         .await
         .ok();
     assert_eq!(out.ids().len(), 2);
-    // --url repeated: a replica that refuses connections is passed over.
+    // --url repeated: a replica that refuses connections is passed over. --in-order makes
+    // the refusing replica the one tried first, every time.
     let out = env
         .run(&[
             "--url",
             "http://127.0.0.1:9",
             "--url",
             &env.coordinator.base,
+            "--in-order",
             "--token",
             &token,
             "submit",
@@ -239,6 +241,22 @@ async fn an_executor_token_submits_into_its_colony() {
         .await
         .ok();
     assert_eq!(out.ids().len(), 1);
+    // ... and tried first indeed: alone, it fails the call (exit 5), however often.
+    env.run(&[
+        "--url",
+        "http://127.0.0.1:9",
+        "--url",
+        &env.coordinator.base,
+        "--in-order",
+        "--retry-for",
+        "0s",
+        "--token",
+        &token,
+        "submit",
+        &spec("t", "c0"),
+    ])
+    .await
+    .code(5);
     // Its token reaches no other colony: that one looks like none.
     env.run(&["colonies", "add", "d"]).await.ok();
     env.run(&[

@@ -386,11 +386,14 @@ BEGIN
             ORDER BY p.id DESC
             LIMIT max_count
         ) AS x;
-        SELECT min(p.id) INTO lowest_id FROM colony_assign.processes p;
         IF cardinality(ids) = max_count THEN
             next := 's:' || ids[max_count];
-        ELSIF cursor_id - budget > lowest_id THEN
-            next := 's:' || (cursor_id - budget);
+        ELSE
+            -- A page that did not fill: more only when the range did not reach the first id.
+            SELECT min(p.id) INTO lowest_id FROM colony_assign.processes p;
+            IF cursor_id - budget > lowest_id THEN
+                next := 's:' || (cursor_id - budget);
+            END IF;
         END IF;
 
     ELSE

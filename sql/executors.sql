@@ -19,35 +19,50 @@ BEGIN
 END
 $$;
 
--- Puts an executor's RUNNING processes (all, or only `only_ids`) back to WAITING and notifies
--- their keys. No retry is counted: the process did not time out, its executor went away or
--- never received it. Returns how many went back.
-CREATE FUNCTION colony_assign._requeue_running(colony text, executor text, only_ids bigint[] DEFAULT NULL)
-RETURNS bigint
+-- Puts RUNNING processes back to WAITING and notifies their keys. No retry is counted: the
+-- process did not time out, its executor went away or never received it. The caller holds the
+-- rows' locks (FOR NO KEY UPDATE in the statement that chose them), so each is still as it was
+-- chosen; the state is checked again all the same. Returns how many went back.
+CREATE FUNCTION colony_assign._requeue_ids(ids bigint[]) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
     requeued bigint;
 BEGIN
-    WITH back AS (
-        UPDATE colony_assign.processes p
-        -- A requeued process may run anywhere: its wait for a preferred location was once.
-        SET state = 0, assigned_executor = NULL, started_at = NULL, exec_deadline = NULL,
-            wait_deadline = now() + p.max_wait_time * interval '1 second', locality_until = NULL,
-            lease_until = NULL
-        WHERE p.colony = _requeue_running.colony AND p.assigned_executor = _requeue_running.executor
-          AND p.state = 1 AND p.started_at IS NOT NULL -- (processes_running_idx)
-          AND (only_ids IS NULL OR p.id = ANY (only_ids))
-        RETURNING p.executor_type, p.location, p.executor_names
-    ), keys AS (
-        SELECT b.executor_type, b.location, b.executor_names, count(*) AS n
-        FROM back b GROUP BY b.executor_type, b.location, b.executor_names
-    )
-    SELECT coalesce(sum(k.n), 0) INTO requeued FROM keys k
-    WHERE colony_assign._wake_group(colony, k.executor_type, k.location, k.executor_names, k.n) >= 0;
-    RETURN requeued;
+    IF cardinality(ids) > 0 THEN
+        WITH back AS (
+            UPDATE colony_assign.processes p
+            -- A requeued process may run anywhere: its wait for a preferred location was once.
+            SET state = 0, assigned_executor = NULL, started_at = NULL, exec_deadline = NULL,
+                wait_deadline = now() + p.max_wait_time * interval '1 second', locality_until = NULL,
+                lease_until = NULL
+            WHERE p.id = ANY (ids) AND p.state = 1
+            RETURNING p.colony, p.executor_type, p.location, p.executor_names
+        ), keys AS (
+            SELECT b.colony, b.executor_type, b.location, b.executor_names, count(*) AS n
+            FROM back b GROUP BY b.colony, b.executor_type, b.location, b.executor_names
+        )
+        SELECT coalesce(sum(k.n), 0) INTO requeued FROM keys k
+        WHERE colony_assign._wake_group(k.colony, k.executor_type, k.location, k.executor_names, k.n) >= 0;
+    END IF;
+    RETURN coalesce(requeued, 0);
 END
 $$;
+
+-- Puts an executor's RUNNING processes (all, or only `only_ids`) back to WAITING and notifies
+-- their keys (_requeue_ids). Returns how many went back.
+CREATE FUNCTION colony_assign._requeue_running(colony text, executor text, only_ids bigint[] DEFAULT NULL)
+RETURNS bigint
+LANGUAGE sql VOLATILE
+BEGIN ATOMIC
+    SELECT colony_assign._requeue_ids(ARRAY(
+        SELECT p.id FROM colony_assign.processes p
+        WHERE p.colony = _requeue_running.colony AND p.assigned_executor = _requeue_running.executor
+          AND p.state = 1 AND p.started_at IS NOT NULL -- (processes_running_idx)
+          AND (_requeue_running.only_ids IS NULL OR p.id = ANY (_requeue_running.only_ids))
+        -- Waits for a close or fail under way; a row it ended no longer matches.
+        FOR NO KEY UPDATE));
+END;
 
 CREATE FUNCTION colony_assign.add_executor(colony text, name text, executor_type text,
                                            location text DEFAULT NULL) RETURNS text
@@ -111,28 +126,33 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION colony_assign.heartbeat(colony text, executor text) RETURNS void
+-- Liveness, and the acknowledgement of the claim leases of `processes` (docs/RELIABILITY.md,
+-- defect 2): those of them RUNNING for this executor; other ids are ignored. NULL or empty
+-- acknowledges nothing (a bare liveness heartbeat must not acknowledge a claim whose answer was
+-- lost) and writes no process.
+CREATE FUNCTION colony_assign.heartbeat(colony text, executor text, processes bigint[] DEFAULT NULL) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 SET jit = off
 AS $$
 BEGIN
-    PERFORM colony_assign._check_name(colony, 'colony'), colony_assign._check_name(executor, 'executor');
     -- Only as the executor this session may act as (src/identity.rs), before anything is
-    -- revealed about it.
+    -- revealed about it. (_acting_as raises 22004/22023 for a bad name.)
     PERFORM colony_assign._acting_as(colony, executor,
         (SELECT e.token_hash FROM colony_assign.executors e
          WHERE e.colony = heartbeat.colony AND e.name = heartbeat.executor));
     PERFORM colony_assign._executor(colony, executor);
     UPDATE colony_assign.executors e SET last_seen = now(), stale_since = NULL
     WHERE e.colony = heartbeat.colony AND e.name = heartbeat.executor;
-    -- Acknowledges the claim leases of everything RUNNING for it (docs/RELIABILITY.md, defect
-    -- 2): one walk of its range of processes_running_idx, which writes only rows that still
-    -- carry a lease (at most once per claim).
-    UPDATE colony_assign.processes p SET lease_until = NULL
-    WHERE p.colony = heartbeat.colony AND p.assigned_executor = heartbeat.executor
-      AND p.state = 1 AND p.started_at IS NOT NULL -- (processes_running_idx)
-      AND p.lease_until IS NOT NULL;
+    IF cardinality(heartbeat.processes) > 0 THEN
+        -- The named rows by id (or the leased index, when that is smaller); writes only rows
+        -- that still carry a lease (once per claim).
+        UPDATE colony_assign.processes p SET lease_until = NULL
+        WHERE p.id = ANY (heartbeat.processes) AND p.state = 1
+          AND p.colony = heartbeat.colony AND p.assigned_executor = heartbeat.executor
+          AND p.lease_until IS NOT NULL;
+    END IF;
 END
 $$;
+

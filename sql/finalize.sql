@@ -24,7 +24,7 @@ GRANT EXECUTE ON FUNCTION
     colony_assign.channel(text, text, text),
     colony_assign.process(bigint),
     colony_assign.workflow(bigint),
-    colony_assign.heartbeat(text, text),
+    colony_assign.heartbeat(text, text, bigint[]),
     colony_assign.log(bigint, text, text, text),
     colony_assign.logs(bigint)
 TO colony_assign_executor;
@@ -119,8 +119,8 @@ COMMENT ON FUNCTION colony_assign.submit_workflow(text, jsonb) IS
     'Submits a DAG: a JSON array of specs, each with a unique nodename and conditions.dependencies naming its parents; returns the workflow id. Roots are assignable at once, a child when its last parent succeeds (its input = the parents'' outputs in dependency order); a failed or cancelled node ends its descendants. Errors: 22023 empty, missing/duplicate nodename, unknown or repeated dependency, cycle (named), invalid spec; 54000 too large; P0002 unknown colony.';
 COMMENT ON FUNCTION colony_assign.workflow(bigint) IS
     'A workflow as JSON: its state and every node with process id, state and edges. Errors: P0002 unknown workflow.';
-COMMENT ON FUNCTION colony_assign.heartbeat(text, text) IS
-    'Keeps a busy executor alive (every executor call does too) and acknowledges the claim leases of every process RUNNING for it. Errors: 22004 NULL name, P0002 unknown colony or executor, 42501 not the logged-in executor.';
+COMMENT ON FUNCTION colony_assign.heartbeat(text, text, bigint[]) IS
+    'Keeps a busy executor alive (every executor call does too) and acknowledges the claim leases of the listed processes that are RUNNING for it (others are ignored; NULL or empty acknowledges nothing). Errors: 22004 NULL name, P0002 unknown colony or executor, 42501 not the logged-in executor.';
 COMMENT ON FUNCTION colony_assign.log(bigint, text, text, text) IS
     'Appends a progress message to a RUNNING process (acknowledging its claim lease); only its assigned executor may. Errors: 22004 NULL message, 54000 over 16 KiB, and those of close().';
 COMMENT ON FUNCTION colony_assign.logs(bigint) IS
@@ -150,7 +150,8 @@ COMMENT ON FUNCTION colony_assign._max_document_bytes() IS 'Internal: largest sp
 COMMENT ON FUNCTION colony_assign._colony(text) IS 'Internal: the colony row, or P0002.';
 COMMENT ON FUNCTION colony_assign._wake_colony(text) IS 'Internal: notifies every key with assignable work in a colony.';
 COMMENT ON FUNCTION colony_assign._executor(text, text) IS 'Internal: the executor row, or P0002.';
-COMMENT ON FUNCTION colony_assign._requeue_running(text, text, bigint[]) IS 'Internal: puts an executor''s RUNNING processes back to WAITING and notifies them.';
+COMMENT ON FUNCTION colony_assign._requeue_ids(bigint[]) IS 'Internal: puts RUNNING processes (row locks held by the caller) back to WAITING, no retry counted, and notifies their keys.';
+COMMENT ON FUNCTION colony_assign._requeue_running(text, text, bigint[]) IS 'Internal: puts an executor''s RUNNING processes (all, or the given ones) back to WAITING and notifies them.';
 COMMENT ON FUNCTION colony_assign._public(colony_assign.processes) IS 'Internal: a stored process in its public shape.';
 COMMENT ON FUNCTION colony_assign._state_name(integer) IS 'Internal: name of a state.';
 COMMENT ON FUNCTION colony_assign._wake_group(text, text, text, text[], bigint) IS 'Internal: notifies the key(s) of a group of processes; named ones only wake executors that could take them.';

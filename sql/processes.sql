@@ -25,7 +25,9 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN ROW(p.id, p.colony, p.state, p.executor_type, p.location, p.executor_names,
            p.assigned_executor, p.priority, p.funcname, p.label, p.nodename, p.spec, p.input,
            p.output, p.errors, p.retries, p.submitted_at, p.started_at, p.ended_at,
-           p.exec_deadline, p.workflow_id, p.lease_until)::colony_assign.process;
+           p.exec_deadline, p.workflow_id,
+           -- close, fail and cancel leave the column as it was: a lease is shown while RUNNING.
+           CASE WHEN p.state = 1 THEN p.lease_until END)::colony_assign.process;
 
 -- Name of a state, for error messages.
 CREATE FUNCTION colony_assign._state_name(state integer) RETURNS text

@@ -112,29 +112,17 @@ BEGIN
 
     -- Coordinator claims whose lease ran out unacknowledged (docs/RELIABILITY.md, defect 2):
     -- the answer never reached the executor, so the process goes back to WAITING with no retry
-    -- counted and its key is woken, as release() does. Reads only processes_leased_idx.
+    -- counted and its key is woken, as release() does. Reads only processes_leased_idx (whose
+    -- predicate `lease_until < now()` implies).
     WITH expired AS (
         SELECT p.id
         FROM colony_assign.processes p
-        WHERE p.state = 1 AND p.lease_until IS NOT NULL AND p.lease_until < now()
+        WHERE p.state = 1 AND p.lease_until < now()
         ORDER BY p.lease_until
         LIMIT batch
         FOR NO KEY UPDATE SKIP LOCKED
-    ), back AS (
-        UPDATE colony_assign.processes p
-        SET state = 0, assigned_executor = NULL, started_at = NULL, exec_deadline = NULL,
-            wait_deadline = now() + p.max_wait_time * interval '1 second', locality_until = NULL,
-            lease_until = NULL
-        FROM expired
-        WHERE p.id = expired.id AND p.state = 1 AND p.lease_until < now()
-        RETURNING p.colony, p.executor_type, p.location, p.executor_names
-    ), keys AS (
-        SELECT b.colony, b.executor_type, b.location, b.executor_names, count(*) AS n
-        FROM back b GROUP BY b.colony, b.executor_type, b.location, b.executor_names
     )
-    SELECT coalesce(sum(k.n), 0),
-           sum(colony_assign._wake_group(k.colony, k.executor_type, k.location, k.executor_names, k.n))
-    INTO lease_requeued, channels FROM keys k;
+    SELECT colony_assign._requeue_ids(array_agg(x.id)) INTO lease_requeued FROM expired x;
     requeued := requeued + lease_requeued;
     more := more OR lease_requeued >= batch;
 

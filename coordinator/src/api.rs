@@ -259,6 +259,16 @@ pub struct FailBody {
     pub errors: Vec<String>,
 }
 
+/// Body of `POST /v1/executors/heartbeat` (optional; none acknowledges nothing).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatBody {
+    /// Processes the executor holds: the claim leases of those RUNNING for it are acknowledged
+    /// (docs/protocol.md); other ids are ignored.
+    #[serde(default)]
+    pub processes: Vec<i64>,
+}
+
 /// Body of a log line (at most 16 KiB).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -277,8 +277,10 @@ impl Db {
         column(single(&rows, "workflow")?, 0, "workflow")
     }
 
-    pub async fn heartbeat(&self, executor: &Executor) -> Result<()> {
-        self.query(HEARTBEAT, &[&executor.colony, &executor.name])
+    /// Liveness, and the acknowledgement of the claim leases of `processes` (those RUNNING for
+    /// the executor; none when empty).
+    pub async fn heartbeat(&self, executor: &Executor, processes: &[i64]) -> Result<()> {
+        self.query(HEARTBEAT, &[&executor.colony, &executor.name, &processes])
             .await
             .map(drop)
     }

@@ -314,7 +314,9 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN ROW(p.id, p.colony, p.state, p.executor_type, p.location, p.executor_names,
            p.assigned_executor, p.priority, p.funcname, p.label, p.nodename, p.spec, p.input,
            p.output, p.errors, p.retries, p.submitted_at, p.started_at, p.ended_at,
-           p.exec_deadline, p.workflow_id, p.lease_until)::colony_assign.process;
+           p.exec_deadline, p.workflow_id,
+           -- close, fail and cancel leave the column as it was: a lease is shown while RUNNING.
+           CASE WHEN p.state = 1 THEN p.lease_until END)::colony_assign.process;
 
 -- Name of a state, for error messages.
 CREATE FUNCTION colony_assign._state_name(state integer) RETURNS text
@@ -471,230 +473,6 @@ CREATE FUNCTION colony_assign.close_many(executor text, closes jsonb, colony tex
 RETURNS TABLE (process_id bigint, closed boolean, error text)
 LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER ROWS 100
 AS 'MODULE_PATHNAME', 'colony_assign_close_many';
-/* </end connected objects> */
-/* <begin connected objects> */
--- pg_ext/src/lib.rs:65
--- requires:
---   processes
-
--- reap(): deadlines, stale executors and retention. Safe to run from any number of sessions at
--- once: candidate rows are locked with SKIP LOCKED (each is handled by exactly one reaper) and
--- every UPDATE re-checks the state it expects (compare-and-set against close/fail/cancel).
-
--- How many rows one reap() pass handles per kind of work, so a huge backlog is worked off in
--- short transactions (`more` tells the caller to come back at once).
-CREATE FUNCTION colony_assign._reap_batch() RETURNS integer
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN 10000;
-
--- Local-first placement: processes whose wait for their preferred location is over join the
--- anywhere range (every executor of their type may take them now) and are announced on their
--- type's broadcast key, in the same transaction. Returns how many. Compare-and-set under SKIP
--- LOCKED, so the worker and any number of reapers may run it together.
-CREATE FUNCTION colony_assign._release_local() RETURNS bigint
-LANGUAGE plpgsql VOLATILE
-AS $$
-DECLARE
-    released bigint;
-BEGIN
-    WITH due AS (
-        SELECT p.id
-        FROM colony_assign.processes p
-        WHERE p.state = 0 AND p.locality_until <= clock_timestamp()
-        ORDER BY p.locality_until
-        LIMIT colony_assign._reap_batch()
-        FOR NO KEY UPDATE SKIP LOCKED
-    ), moved AS (
-        UPDATE colony_assign.processes p SET locality_until = NULL
-        FROM due
-        WHERE p.id = due.id AND p.state = 0 AND p.locality_until IS NOT NULL
-        RETURNING p.colony, p.executor_type
-    ), keys AS (
-        SELECT m.colony, m.executor_type, count(*) AS n FROM moved m GROUP BY m.colony, m.executor_type
-    )
-    SELECT coalesce(sum(k.n), 0) INTO released FROM keys k
-    WHERE colony_assign._wake_group(k.colony, k.executor_type, NULL, NULL, k.n) >= 0;
-    RETURN released;
-END
-$$;
-
--- When the next preferred-location wait ends (NULL: none); the worker sleeps until then.
-CREATE FUNCTION colony_assign._next_release() RETURNS timestamptz
-LANGUAGE sql STABLE
-RETURN (SELECT min(p.locality_until) FROM colony_assign.processes p
-        WHERE p.state = 0 AND p.locality_until IS NOT NULL);
-
-CREATE FUNCTION colony_assign.reap(OUT requeued bigint, OUT failed bigint, OUT stale_executors bigint,
-                                   OUT deleted bigint, OUT more boolean)
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
-SET jit = off
-AS $$
-DECLARE
-    batch constant integer := colony_assign._reap_batch();
-    wait_failed bigint;
-    stale_requeued bigint;
-    lease_requeued bigint;
-    ended_parents bigint[];
-    channels integer;
-BEGIN
-    -- Preferred-location waits that are over (the background worker also runs this at the
-    -- moment they end; this catches up where there is no worker).
-    PERFORM colony_assign._release_local();
-
-    -- RUNNING past maxexectime: back to WAITING with one more retry, or FAILED once maxretries
-    -- is used up (-1 = retry forever). ColonyOS semantics: maxretries 0 fails on the first timeout.
-    WITH overdue AS (
-        SELECT p.id
-        FROM colony_assign.processes p
-        WHERE p.state = 1 AND p.exec_deadline < now()
-        ORDER BY p.exec_deadline
-        LIMIT batch
-        FOR NO KEY UPDATE SKIP LOCKED
-    ), handled AS (
-        UPDATE colony_assign.processes p
-        SET state = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries THEN 0 ELSE 3 END,
-            retries = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries
-                           THEN p.retries + 1 ELSE p.retries END,
-            assigned_executor = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries
-                                     THEN NULL ELSE p.assigned_executor END,
-            started_at = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries
-                              THEN NULL ELSE p.started_at END,
-            ended_at = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries THEN NULL ELSE now() END,
-            errors = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries THEN p.errors
-                          ELSE array_append(coalesce(p.errors, '{}'),
-                                            format('maximum execution time of %s s exceeded', p.max_exec_time)) END,
-            wait_deadline = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries
-                                 THEN now() + p.max_wait_time * interval '1 second' ELSE p.wait_deadline END,
-            exec_deadline = NULL, lease_until = NULL,
-            -- A requeued process may run anywhere: its wait for a preferred location was once.
-            locality_until = NULL
-        FROM overdue
-        WHERE p.id = overdue.id AND p.state = 1
-        RETURNING p.id, p.state, p.colony, p.executor_type, p.location, p.executor_names, p.children
-    ), keys AS (
-        SELECT h.colony, h.executor_type, h.location, h.executor_names, count(*) AS n
-        FROM handled h WHERE h.state = 0
-        GROUP BY h.colony, h.executor_type, h.location, h.executor_names
-    )
-    SELECT (SELECT count(*) FROM handled h WHERE h.state = 0),
-           (SELECT count(*) FROM handled h WHERE h.state = 3),
-           (SELECT array_agg(h.id) FROM handled h WHERE h.state = 3 AND h.children IS NOT NULL),
-           (SELECT sum(colony_assign._wake_group(k.colony, k.executor_type, k.location, k.executor_names, k.n))
-            FROM keys k)
-    INTO requeued, failed, ended_parents, channels;
-    more := requeued + failed >= batch;
-    IF ended_parents IS NOT NULL THEN
-        PERFORM colony_assign._end_descendants(ended_parents, 3);
-    END IF;
-
-    -- Coordinator claims whose lease ran out unacknowledged (docs/RELIABILITY.md, defect 2):
-    -- the answer never reached the executor, so the process goes back to WAITING with no retry
-    -- counted and its key is woken, as release() does. Reads only processes_leased_idx.
-    WITH expired AS (
-        SELECT p.id
-        FROM colony_assign.processes p
-        WHERE p.state = 1 AND p.lease_until IS NOT NULL AND p.lease_until < now()
-        ORDER BY p.lease_until
-        LIMIT batch
-        FOR NO KEY UPDATE SKIP LOCKED
-    ), back AS (
-        UPDATE colony_assign.processes p
-        SET state = 0, assigned_executor = NULL, started_at = NULL, exec_deadline = NULL,
-            wait_deadline = now() + p.max_wait_time * interval '1 second', locality_until = NULL,
-            lease_until = NULL
-        FROM expired
-        WHERE p.id = expired.id AND p.state = 1 AND p.lease_until < now()
-        RETURNING p.colony, p.executor_type, p.location, p.executor_names
-    ), keys AS (
-        SELECT b.colony, b.executor_type, b.location, b.executor_names, count(*) AS n
-        FROM back b GROUP BY b.colony, b.executor_type, b.location, b.executor_names
-    )
-    SELECT coalesce(sum(k.n), 0),
-           sum(colony_assign._wake_group(k.colony, k.executor_type, k.location, k.executor_names, k.n))
-    INTO lease_requeued, channels FROM keys k;
-    requeued := requeued + lease_requeued;
-    more := more OR lease_requeued >= batch;
-
-    -- WAITING past maxwaittime: FAILED, and so are its workflow descendants.
-    WITH overdue AS (
-        SELECT p.id
-        FROM colony_assign.processes p
-        WHERE p.state = 0 AND p.wait_deadline < now()
-        ORDER BY p.wait_deadline
-        LIMIT batch
-        FOR NO KEY UPDATE SKIP LOCKED
-    ), handled AS (
-        UPDATE colony_assign.processes p
-        SET state = 3, ended_at = now(),
-            errors = array_append(coalesce(p.errors, '{}'),
-                                  format('maximum waiting time of %s s exceeded', p.max_wait_time))
-        FROM overdue
-        WHERE p.id = overdue.id AND p.state = 0
-        RETURNING p.id, p.children
-    )
-    SELECT count(*), array_agg(h.id) FILTER (WHERE h.children IS NOT NULL)
-    INTO wait_failed, ended_parents FROM handled h;
-    failed := failed + wait_failed;
-    more := more OR wait_failed >= batch;
-    IF ended_parents IS NOT NULL THEN
-        PERFORM colony_assign._end_descendants(ended_parents, 3);
-    END IF;
-
-    -- Executors silent past their colony's stale_after: marked stale (once: the UPDATE re-checks
-    -- stale_since under its row lock) and their RUNNING processes requeued and notified. An
-    -- executor that heartbeats is never stale, however long its process runs.
-    WITH gone AS (
-        UPDATE colony_assign.executors e
-        SET stale_since = now()
-        FROM colony_assign.colonies c
-        WHERE c.name = e.colony AND e.stale_since IS NULL AND e.last_seen < now() - c.stale_after
-        RETURNING e.colony, e.name
-    )
-    SELECT count(*), coalesce(sum(colony_assign._requeue_running(g.colony, g.name)), 0)
-    INTO stale_executors, stale_requeued FROM gone g;
-    requeued := requeued + stale_requeued;
-
-    -- Retention: finished processes older than their colony's retention, in one bounded batch.
-    -- A workflow's members go only once the whole workflow has finished, so a finished parent
-    -- is still there when a sibling branch needs it.
-    WITH doomed AS (
-        -- Per colony, a range scan of processes_finished_idx below the cutoff: nothing to read
-        -- when nothing is old enough. The workflow check is a correlated scalar subquery on
-        -- purpose: as NOT EXISTS the planner hashes every unfinished process, every pass.
-        SELECT old.id
-        FROM colony_assign.colonies c
-        CROSS JOIN LATERAL (
-            SELECT p.id, p.workflow_id
-            FROM colony_assign.processes p
-            WHERE p.colony = c.name AND p.state >= 2 AND p.ended_at < now() - c.retention
-            ORDER BY p.ended_at
-            LIMIT batch
-            FOR UPDATE OF p SKIP LOCKED
-        ) AS old
-        WHERE old.workflow_id IS NULL
-           OR (SELECT 1 FROM colony_assign.processes q
-               WHERE q.workflow_id = old.workflow_id AND q.state < 2 LIMIT 1) IS NULL
-        LIMIT batch
-    ), gone AS (
-        DELETE FROM colony_assign.processes p USING doomed d WHERE p.id = d.id AND p.state >= 2
-        RETURNING p.id, p.workflow_id
-    ), emptied AS (
-        DELETE FROM colony_assign.workflows w
-        WHERE w.id IN (SELECT g.workflow_id FROM gone g)
-          AND NOT EXISTS (SELECT FROM colony_assign.processes q
-                          WHERE q.workflow_id = w.id AND q.id NOT IN (SELECT g.id FROM gone g))
-    )
-    SELECT count(*) INTO deleted FROM gone;
-    more := more OR deleted >= batch;
-
-    -- Idempotency keys older than their colony's retention (a retry that late finds none).
-    DELETE FROM colony_assign.idempotency_keys k
-    USING colony_assign.colonies c
-    WHERE c.name = k.colony AND k.created_at < now() - c.retention;
-END
-$$;
 /* </end connected objects> */
 /* <begin connected objects> */
 -- pg_ext/src/lib.rs:64
@@ -942,35 +720,50 @@ BEGIN
 END
 $$;
 
--- Puts an executor's RUNNING processes (all, or only `only_ids`) back to WAITING and notifies
--- their keys. No retry is counted: the process did not time out, its executor went away or
--- never received it. Returns how many went back.
-CREATE FUNCTION colony_assign._requeue_running(colony text, executor text, only_ids bigint[] DEFAULT NULL)
-RETURNS bigint
+-- Puts RUNNING processes back to WAITING and notifies their keys. No retry is counted: the
+-- process did not time out, its executor went away or never received it. The caller holds the
+-- rows' locks (FOR NO KEY UPDATE in the statement that chose them), so each is still as it was
+-- chosen; the state is checked again all the same. Returns how many went back.
+CREATE FUNCTION colony_assign._requeue_ids(ids bigint[]) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
     requeued bigint;
 BEGIN
-    WITH back AS (
-        UPDATE colony_assign.processes p
-        -- A requeued process may run anywhere: its wait for a preferred location was once.
-        SET state = 0, assigned_executor = NULL, started_at = NULL, exec_deadline = NULL,
-            wait_deadline = now() + p.max_wait_time * interval '1 second', locality_until = NULL,
-            lease_until = NULL
-        WHERE p.colony = _requeue_running.colony AND p.assigned_executor = _requeue_running.executor
-          AND p.state = 1 AND p.started_at IS NOT NULL -- (processes_running_idx)
-          AND (only_ids IS NULL OR p.id = ANY (only_ids))
-        RETURNING p.executor_type, p.location, p.executor_names
-    ), keys AS (
-        SELECT b.executor_type, b.location, b.executor_names, count(*) AS n
-        FROM back b GROUP BY b.executor_type, b.location, b.executor_names
-    )
-    SELECT coalesce(sum(k.n), 0) INTO requeued FROM keys k
-    WHERE colony_assign._wake_group(colony, k.executor_type, k.location, k.executor_names, k.n) >= 0;
-    RETURN requeued;
+    IF cardinality(ids) > 0 THEN
+        WITH back AS (
+            UPDATE colony_assign.processes p
+            -- A requeued process may run anywhere: its wait for a preferred location was once.
+            SET state = 0, assigned_executor = NULL, started_at = NULL, exec_deadline = NULL,
+                wait_deadline = now() + p.max_wait_time * interval '1 second', locality_until = NULL,
+                lease_until = NULL
+            WHERE p.id = ANY (ids) AND p.state = 1
+            RETURNING p.colony, p.executor_type, p.location, p.executor_names
+        ), keys AS (
+            SELECT b.colony, b.executor_type, b.location, b.executor_names, count(*) AS n
+            FROM back b GROUP BY b.colony, b.executor_type, b.location, b.executor_names
+        )
+        SELECT coalesce(sum(k.n), 0) INTO requeued FROM keys k
+        WHERE colony_assign._wake_group(k.colony, k.executor_type, k.location, k.executor_names, k.n) >= 0;
+    END IF;
+    RETURN coalesce(requeued, 0);
 END
 $$;
+
+-- Puts an executor's RUNNING processes (all, or only `only_ids`) back to WAITING and notifies
+-- their keys (_requeue_ids). Returns how many went back.
+CREATE FUNCTION colony_assign._requeue_running(colony text, executor text, only_ids bigint[] DEFAULT NULL)
+RETURNS bigint
+LANGUAGE sql VOLATILE
+BEGIN ATOMIC
+    SELECT colony_assign._requeue_ids(ARRAY(
+        SELECT p.id FROM colony_assign.processes p
+        WHERE p.colony = _requeue_running.colony AND p.assigned_executor = _requeue_running.executor
+          AND p.state = 1 AND p.started_at IS NOT NULL -- (processes_running_idx)
+          AND (_requeue_running.only_ids IS NULL OR p.id = ANY (_requeue_running.only_ids))
+        -- Waits for a close or fail under way; a row it ended no longer matches.
+        FOR NO KEY UPDATE));
+END;
 
 CREATE FUNCTION colony_assign.add_executor(colony text, name text, executor_type text,
                                            location text DEFAULT NULL) RETURNS text
@@ -1034,29 +827,33 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION colony_assign.heartbeat(colony text, executor text) RETURNS void
+-- Liveness, and the acknowledgement of the claim leases of `processes` (docs/RELIABILITY.md,
+-- defect 2): those of them RUNNING for this executor; other ids are ignored. NULL or empty
+-- acknowledges nothing (a bare liveness heartbeat must not acknowledge a claim whose answer was
+-- lost) and writes no process.
+CREATE FUNCTION colony_assign.heartbeat(colony text, executor text, processes bigint[] DEFAULT NULL) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 SET jit = off
 AS $$
 BEGIN
-    PERFORM colony_assign._check_name(colony, 'colony'), colony_assign._check_name(executor, 'executor');
     -- Only as the executor this session may act as (src/identity.rs), before anything is
-    -- revealed about it.
+    -- revealed about it. (_acting_as raises 22004/22023 for a bad name.)
     PERFORM colony_assign._acting_as(colony, executor,
         (SELECT e.token_hash FROM colony_assign.executors e
          WHERE e.colony = heartbeat.colony AND e.name = heartbeat.executor));
     PERFORM colony_assign._executor(colony, executor);
     UPDATE colony_assign.executors e SET last_seen = now(), stale_since = NULL
     WHERE e.colony = heartbeat.colony AND e.name = heartbeat.executor;
-    -- Acknowledges the claim leases of everything RUNNING for it (docs/RELIABILITY.md, defect
-    -- 2): one walk of its range of processes_running_idx, which writes only rows that still
-    -- carry a lease (at most once per claim).
-    UPDATE colony_assign.processes p SET lease_until = NULL
-    WHERE p.colony = heartbeat.colony AND p.assigned_executor = heartbeat.executor
-      AND p.state = 1 AND p.started_at IS NOT NULL -- (processes_running_idx)
-      AND p.lease_until IS NOT NULL;
+    IF cardinality(heartbeat.processes) > 0 THEN
+        -- The named rows by id (or the leased index, when that is smaller); writes only rows
+        -- that still carry a lease (once per claim).
+        UPDATE colony_assign.processes p SET lease_until = NULL
+        WHERE p.id = ANY (heartbeat.processes) AND p.state = 1
+          AND p.colony = heartbeat.colony AND p.assigned_executor = heartbeat.executor
+          AND p.lease_until IS NOT NULL;
+    END IF;
 END
 $$;
 /* </end connected objects> */
@@ -1641,11 +1438,14 @@ BEGIN
             ORDER BY p.id DESC
             LIMIT max_count
         ) AS x;
-        SELECT min(p.id) INTO lowest_id FROM colony_assign.processes p;
         IF cardinality(ids) = max_count THEN
             next := 's:' || ids[max_count];
-        ELSIF cursor_id - budget > lowest_id THEN
-            next := 's:' || (cursor_id - budget);
+        ELSE
+            -- A page that did not fill: more only when the range did not reach the first id.
+            SELECT min(p.id) INTO lowest_id FROM colony_assign.processes p;
+            IF cursor_id - budget > lowest_id THEN
+                next := 's:' || (cursor_id - budget);
+            END IF;
         END IF;
 
     ELSE
@@ -2054,6 +1854,218 @@ END
 $$;
 /* </end connected objects> */
 /* <begin connected objects> */
+-- pg_ext/src/lib.rs:65
+-- requires:
+--   processes
+
+-- reap(): deadlines, stale executors and retention. Safe to run from any number of sessions at
+-- once: candidate rows are locked with SKIP LOCKED (each is handled by exactly one reaper) and
+-- every UPDATE re-checks the state it expects (compare-and-set against close/fail/cancel).
+
+-- How many rows one reap() pass handles per kind of work, so a huge backlog is worked off in
+-- short transactions (`more` tells the caller to come back at once).
+CREATE FUNCTION colony_assign._reap_batch() RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN 10000;
+
+-- Local-first placement: processes whose wait for their preferred location is over join the
+-- anywhere range (every executor of their type may take them now) and are announced on their
+-- type's broadcast key, in the same transaction. Returns how many. Compare-and-set under SKIP
+-- LOCKED, so the worker and any number of reapers may run it together.
+CREATE FUNCTION colony_assign._release_local() RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    released bigint;
+BEGIN
+    WITH due AS (
+        SELECT p.id
+        FROM colony_assign.processes p
+        WHERE p.state = 0 AND p.locality_until <= clock_timestamp()
+        ORDER BY p.locality_until
+        LIMIT colony_assign._reap_batch()
+        FOR NO KEY UPDATE SKIP LOCKED
+    ), moved AS (
+        UPDATE colony_assign.processes p SET locality_until = NULL
+        FROM due
+        WHERE p.id = due.id AND p.state = 0 AND p.locality_until IS NOT NULL
+        RETURNING p.colony, p.executor_type
+    ), keys AS (
+        SELECT m.colony, m.executor_type, count(*) AS n FROM moved m GROUP BY m.colony, m.executor_type
+    )
+    SELECT coalesce(sum(k.n), 0) INTO released FROM keys k
+    WHERE colony_assign._wake_group(k.colony, k.executor_type, NULL, NULL, k.n) >= 0;
+    RETURN released;
+END
+$$;
+
+-- When the next preferred-location wait ends (NULL: none); the worker sleeps until then.
+CREATE FUNCTION colony_assign._next_release() RETURNS timestamptz
+LANGUAGE sql STABLE
+RETURN (SELECT min(p.locality_until) FROM colony_assign.processes p
+        WHERE p.state = 0 AND p.locality_until IS NOT NULL);
+
+CREATE FUNCTION colony_assign.reap(OUT requeued bigint, OUT failed bigint, OUT stale_executors bigint,
+                                   OUT deleted bigint, OUT more boolean)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+SET jit = off
+AS $$
+DECLARE
+    batch constant integer := colony_assign._reap_batch();
+    wait_failed bigint;
+    stale_requeued bigint;
+    lease_requeued bigint;
+    ended_parents bigint[];
+    channels integer;
+BEGIN
+    -- Preferred-location waits that are over (the background worker also runs this at the
+    -- moment they end; this catches up where there is no worker).
+    PERFORM colony_assign._release_local();
+
+    -- RUNNING past maxexectime: back to WAITING with one more retry, or FAILED once maxretries
+    -- is used up (-1 = retry forever). ColonyOS semantics: maxretries 0 fails on the first timeout.
+    WITH overdue AS (
+        SELECT p.id
+        FROM colony_assign.processes p
+        WHERE p.state = 1 AND p.exec_deadline < now()
+        ORDER BY p.exec_deadline
+        LIMIT batch
+        FOR NO KEY UPDATE SKIP LOCKED
+    ), handled AS (
+        UPDATE colony_assign.processes p
+        SET state = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries THEN 0 ELSE 3 END,
+            retries = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries
+                           THEN p.retries + 1 ELSE p.retries END,
+            assigned_executor = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries
+                                     THEN NULL ELSE p.assigned_executor END,
+            started_at = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries
+                              THEN NULL ELSE p.started_at END,
+            ended_at = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries THEN NULL ELSE now() END,
+            errors = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries THEN p.errors
+                          ELSE array_append(coalesce(p.errors, '{}'),
+                                            format('maximum execution time of %s s exceeded', p.max_exec_time)) END,
+            wait_deadline = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries
+                                 THEN now() + p.max_wait_time * interval '1 second' ELSE p.wait_deadline END,
+            exec_deadline = NULL, lease_until = NULL,
+            -- A requeued process may run anywhere: its wait for a preferred location was once.
+            locality_until = NULL
+        FROM overdue
+        WHERE p.id = overdue.id AND p.state = 1
+        RETURNING p.id, p.state, p.colony, p.executor_type, p.location, p.executor_names, p.children
+    ), keys AS (
+        SELECT h.colony, h.executor_type, h.location, h.executor_names, count(*) AS n
+        FROM handled h WHERE h.state = 0
+        GROUP BY h.colony, h.executor_type, h.location, h.executor_names
+    )
+    SELECT (SELECT count(*) FROM handled h WHERE h.state = 0),
+           (SELECT count(*) FROM handled h WHERE h.state = 3),
+           (SELECT array_agg(h.id) FROM handled h WHERE h.state = 3 AND h.children IS NOT NULL),
+           (SELECT sum(colony_assign._wake_group(k.colony, k.executor_type, k.location, k.executor_names, k.n))
+            FROM keys k)
+    INTO requeued, failed, ended_parents, channels;
+    more := requeued + failed >= batch;
+    IF ended_parents IS NOT NULL THEN
+        PERFORM colony_assign._end_descendants(ended_parents, 3);
+    END IF;
+
+    -- Coordinator claims whose lease ran out unacknowledged (docs/RELIABILITY.md, defect 2):
+    -- the answer never reached the executor, so the process goes back to WAITING with no retry
+    -- counted and its key is woken, as release() does. Reads only processes_leased_idx (whose
+    -- predicate `lease_until < now()` implies).
+    WITH expired AS (
+        SELECT p.id
+        FROM colony_assign.processes p
+        WHERE p.state = 1 AND p.lease_until < now()
+        ORDER BY p.lease_until
+        LIMIT batch
+        FOR NO KEY UPDATE SKIP LOCKED
+    )
+    SELECT colony_assign._requeue_ids(array_agg(x.id)) INTO lease_requeued FROM expired x;
+    requeued := requeued + lease_requeued;
+    more := more OR lease_requeued >= batch;
+
+    -- WAITING past maxwaittime: FAILED, and so are its workflow descendants.
+    WITH overdue AS (
+        SELECT p.id
+        FROM colony_assign.processes p
+        WHERE p.state = 0 AND p.wait_deadline < now()
+        ORDER BY p.wait_deadline
+        LIMIT batch
+        FOR NO KEY UPDATE SKIP LOCKED
+    ), handled AS (
+        UPDATE colony_assign.processes p
+        SET state = 3, ended_at = now(),
+            errors = array_append(coalesce(p.errors, '{}'),
+                                  format('maximum waiting time of %s s exceeded', p.max_wait_time))
+        FROM overdue
+        WHERE p.id = overdue.id AND p.state = 0
+        RETURNING p.id, p.children
+    )
+    SELECT count(*), array_agg(h.id) FILTER (WHERE h.children IS NOT NULL)
+    INTO wait_failed, ended_parents FROM handled h;
+    failed := failed + wait_failed;
+    more := more OR wait_failed >= batch;
+    IF ended_parents IS NOT NULL THEN
+        PERFORM colony_assign._end_descendants(ended_parents, 3);
+    END IF;
+
+    -- Executors silent past their colony's stale_after: marked stale (once: the UPDATE re-checks
+    -- stale_since under its row lock) and their RUNNING processes requeued and notified. An
+    -- executor that heartbeats is never stale, however long its process runs.
+    WITH gone AS (
+        UPDATE colony_assign.executors e
+        SET stale_since = now()
+        FROM colony_assign.colonies c
+        WHERE c.name = e.colony AND e.stale_since IS NULL AND e.last_seen < now() - c.stale_after
+        RETURNING e.colony, e.name
+    )
+    SELECT count(*), coalesce(sum(colony_assign._requeue_running(g.colony, g.name)), 0)
+    INTO stale_executors, stale_requeued FROM gone g;
+    requeued := requeued + stale_requeued;
+
+    -- Retention: finished processes older than their colony's retention, in one bounded batch.
+    -- A workflow's members go only once the whole workflow has finished, so a finished parent
+    -- is still there when a sibling branch needs it.
+    WITH doomed AS (
+        -- Per colony, a range scan of processes_finished_idx below the cutoff: nothing to read
+        -- when nothing is old enough. The workflow check is a correlated scalar subquery on
+        -- purpose: as NOT EXISTS the planner hashes every unfinished process, every pass.
+        SELECT old.id
+        FROM colony_assign.colonies c
+        CROSS JOIN LATERAL (
+            SELECT p.id, p.workflow_id
+            FROM colony_assign.processes p
+            WHERE p.colony = c.name AND p.state >= 2 AND p.ended_at < now() - c.retention
+            ORDER BY p.ended_at
+            LIMIT batch
+            FOR UPDATE OF p SKIP LOCKED
+        ) AS old
+        WHERE old.workflow_id IS NULL
+           OR (SELECT 1 FROM colony_assign.processes q
+               WHERE q.workflow_id = old.workflow_id AND q.state < 2 LIMIT 1) IS NULL
+        LIMIT batch
+    ), gone AS (
+        DELETE FROM colony_assign.processes p USING doomed d WHERE p.id = d.id AND p.state >= 2
+        RETURNING p.id, p.workflow_id
+    ), emptied AS (
+        DELETE FROM colony_assign.workflows w
+        WHERE w.id IN (SELECT g.workflow_id FROM gone g)
+          AND NOT EXISTS (SELECT FROM colony_assign.processes q
+                          WHERE q.workflow_id = w.id AND q.id NOT IN (SELECT g.id FROM gone g))
+    )
+    SELECT count(*) INTO deleted FROM gone;
+    more := more OR deleted >= batch;
+
+    -- Idempotency keys older than their colony's retention (a retry that late finds none).
+    DELETE FROM colony_assign.idempotency_keys k
+    USING colony_assign.colonies c
+    WHERE c.name = k.colony AND k.created_at < now() - c.retention;
+END
+$$;
+/* </end connected objects> */
+/* <begin connected objects> */
 -- pg_ext/src/background/mod.rs:83
 -- colony_assign::background::_wake_launcher
 CREATE  FUNCTION "_wake_launcher"() RETURNS void
@@ -2115,7 +2127,7 @@ GRANT EXECUTE ON FUNCTION
     colony_assign.channel(text, text, text),
     colony_assign.process(bigint),
     colony_assign.workflow(bigint),
-    colony_assign.heartbeat(text, text),
+    colony_assign.heartbeat(text, text, bigint[]),
     colony_assign.log(bigint, text, text, text),
     colony_assign.logs(bigint)
 TO colony_assign_executor;
@@ -2210,8 +2222,8 @@ COMMENT ON FUNCTION colony_assign.submit_workflow(text, jsonb) IS
     'Submits a DAG: a JSON array of specs, each with a unique nodename and conditions.dependencies naming its parents; returns the workflow id. Roots are assignable at once, a child when its last parent succeeds (its input = the parents'' outputs in dependency order); a failed or cancelled node ends its descendants. Errors: 22023 empty, missing/duplicate nodename, unknown or repeated dependency, cycle (named), invalid spec; 54000 too large; P0002 unknown colony.';
 COMMENT ON FUNCTION colony_assign.workflow(bigint) IS
     'A workflow as JSON: its state and every node with process id, state and edges. Errors: P0002 unknown workflow.';
-COMMENT ON FUNCTION colony_assign.heartbeat(text, text) IS
-    'Keeps a busy executor alive (every executor call does too) and acknowledges the claim leases of every process RUNNING for it. Errors: 22004 NULL name, P0002 unknown colony or executor, 42501 not the logged-in executor.';
+COMMENT ON FUNCTION colony_assign.heartbeat(text, text, bigint[]) IS
+    'Keeps a busy executor alive (every executor call does too) and acknowledges the claim leases of the listed processes that are RUNNING for it (others are ignored; NULL or empty acknowledges nothing). Errors: 22004 NULL name, P0002 unknown colony or executor, 42501 not the logged-in executor.';
 COMMENT ON FUNCTION colony_assign.log(bigint, text, text, text) IS
     'Appends a progress message to a RUNNING process (acknowledging its claim lease); only its assigned executor may. Errors: 22004 NULL message, 54000 over 16 KiB, and those of close().';
 COMMENT ON FUNCTION colony_assign.logs(bigint) IS
@@ -2241,7 +2253,8 @@ COMMENT ON FUNCTION colony_assign._max_document_bytes() IS 'Internal: largest sp
 COMMENT ON FUNCTION colony_assign._colony(text) IS 'Internal: the colony row, or P0002.';
 COMMENT ON FUNCTION colony_assign._wake_colony(text) IS 'Internal: notifies every key with assignable work in a colony.';
 COMMENT ON FUNCTION colony_assign._executor(text, text) IS 'Internal: the executor row, or P0002.';
-COMMENT ON FUNCTION colony_assign._requeue_running(text, text, bigint[]) IS 'Internal: puts an executor''s RUNNING processes back to WAITING and notifies them.';
+COMMENT ON FUNCTION colony_assign._requeue_ids(bigint[]) IS 'Internal: puts RUNNING processes (row locks held by the caller) back to WAITING, no retry counted, and notifies their keys.';
+COMMENT ON FUNCTION colony_assign._requeue_running(text, text, bigint[]) IS 'Internal: puts an executor''s RUNNING processes (all, or the given ones) back to WAITING and notifies them.';
 COMMENT ON FUNCTION colony_assign._public(colony_assign.processes) IS 'Internal: a stored process in its public shape.';
 COMMENT ON FUNCTION colony_assign._state_name(integer) IS 'Internal: name of a state.';
 COMMENT ON FUNCTION colony_assign._wake_group(text, text, text, text[], bigint) IS 'Internal: notifies the key(s) of a group of processes; named ones only wake executors that could take them.';

@@ -70,7 +70,7 @@ pub fn lookup_colony(
             .datum(schema.c.claim_lease)
             // SAFETY: claim_lease is an interval column (by schema): a pointer to an Interval.
             .map(|d| unsafe { interval_micros(&*d.cast_mut_ptr::<pg_sys::Interval>()) })
-            .unwrap_or(15 * MICROS_PER_SECOND),
+            .expect("colonies.claim_lease is NOT NULL"),
     })
 }
 

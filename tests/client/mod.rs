@@ -11,6 +11,7 @@
 mod api;
 mod failover;
 mod faults;
+mod lease;
 mod lost;
 mod python;
 

@@ -46,6 +46,17 @@ async fn row(sql: &Sql, id: i64) -> (i32, i32, Option<String>) {
     (r.get(0), r.get(1), r.get(2))
 }
 
+/// Whether process `id` still carries a claim lease.
+async fn leased(sql: &Sql, id: i64) -> bool {
+    sql.query_one(
+        "SELECT lease_until IS NOT NULL FROM colony_assign.processes WHERE id = $1",
+        &[&id],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
 #[tokio::test]
 async fn a_claim_never_acknowledged_goes_back_after_its_lease_unretried_to_another_executor() {
     let (_db, sql, coordinators) =
@@ -99,14 +110,52 @@ async fn a_heartbeat_keeps_a_long_running_claim() {
     );
     let first = submit(&sql).await;
     assert_eq!(raw.assign("c", 5, 1).await[0]["id"], json!(first));
+    let beat = |body: Option<&'static str>| {
+        let request = raw
+            .http
+            .post(coordinator.url("/v1/executors/heartbeat"))
+            .bearer_auth(&raw.token);
+        let request = match body {
+            Some(body) => request
+                .header("content-type", "application/json")
+                .body(body),
+            None => request,
+        };
+        async move { request.send().await.unwrap() }
+    };
+    // A bare heartbeat keeps the executor alive but acknowledges nothing; a body it does not
+    // know is refused.
+    assert_eq!(beat(None).await.status(), 204);
+    assert_eq!(beat(Some("{}")).await.status(), 204);
+    assert!(
+        leased(&sql, first).await,
+        "a bare heartbeat acknowledges nothing"
+    );
+    for bad in [
+        r#"{"processes": [1], "process": 1}"#,
+        r#"{"processes": "1"}"#,
+        r#"[1]"#,
+        "{",
+    ] {
+        let answer = beat(Some(bad)).await;
+        assert_eq!(answer.status(), 400, "{bad}");
+        let error: serde_json::Value = answer.json().await.unwrap();
+        assert!(error["error"]["message"].is_string(), "{bad}: {error}");
+    }
+    assert!(leased(&sql, first).await);
+    // Naming the process acknowledges it.
+    let body = json!({"processes": [first]}).to_string();
     let beat = raw
         .http
         .post(coordinator.url("/v1/executors/heartbeat"))
         .bearer_auth(&raw.token)
+        .header("content-type", "application/json")
+        .body(body)
         .send()
         .await
         .unwrap();
     assert_eq!(beat.status(), 204);
+    assert!(!leased(&sql, first).await, "the heartbeat named it");
     // colony-client, which heartbeats by itself half a lease after receiving work it still
     // holds.
     let token = add_executor(&sql, "c", "client", "t", None).await;

@@ -1,5 +1,5 @@
 //! Claim leases (docs/RELIABILITY.md, defect 2): a coordinator's claim (`assign_batch`) carries
-//! `lease_until`; close, fail, log and heartbeat acknowledge it; reap() gives back an
+//! `lease_until`; close, fail, log and a heartbeat naming it acknowledge it; reap() gives back an
 //! unacknowledged claim whose lease ran out — WAITING, no retry counted, its key notified.
 //! SQL-direct `assign()` sets no lease.
 
@@ -143,22 +143,134 @@ async fn an_unacknowledged_claim_goes_back_after_its_lease_and_acknowledged_ones
     assert_eq!(row(&client, ids[1]).await.0, 1);
     assert_eq!(row(&client, ids[2]).await.0, 2);
     assert_eq!(row(&client, ids[3]).await.0, 3);
-    // Given back: another executor gets them, and its heartbeat acknowledges both at once.
+    // Given back: another executor gets them, and its heartbeat naming both acknowledges both
+    // at once.
     let again = assign_batch(&client, "f", 5).await;
     assert_eq!(again, vec![ids[0], ids[4]]);
     client
-        .execute("SELECT colony_assign.heartbeat('c', 'e')", &[])
+        .execute("SELECT colony_assign.heartbeat('c', 'e', $1)", &[&again])
         .await
         .unwrap();
     assert!(
         row(&client, ids[0]).await.3,
         "e's heartbeat leaves f's leases"
     );
+    assert!(
+        row(&client, ids[4]).await.3,
+        "e's heartbeat leaves f's leases"
+    );
     client
         .execute("SELECT colony_assign.heartbeat('c', 'f')", &[])
+        .await
+        .unwrap();
+    assert!(
+        row(&client, ids[0]).await.3 && row(&client, ids[4]).await.3,
+        "a heartbeat naming nothing acknowledges nothing"
+    );
+    client
+        .execute("SELECT colony_assign.heartbeat('c', 'f', $1)", &[&again])
         .await
         .unwrap();
     assert!(!row(&client, ids[0]).await.3 && !row(&client, ids[4]).await.3);
     assert_eq!(expire_and_reap(&client).await, 0);
     assert_eq!(row(&client, ids[0]).await, (1, 0, Some("f".into()), false));
+}
+
+/// Whether process `id`, as process() shows it, carries a lease.
+async fn shows_lease(client: &Client, id: i64) -> bool {
+    client
+        .query_one(
+            "SELECT (colony_assign.process($1)).lease_until IS NOT NULL",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// How many scans of colony_assign.processes this transaction made so far.
+async fn processes_scans(client: &Client) -> i64 {
+    client
+        .query_one(
+            "SELECT coalesce(seq_scan, 0) + coalesce(idx_scan, 0) FROM pg_stat_xact_user_tables
+             WHERE relid = 'colony_assign.processes'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn a_heartbeat_acknowledges_exactly_the_named_processes_running_for_its_executor() {
+    let (_db, client) = setup("lease_heartbeat").await;
+    add_executor(&client, "e", "t", None).await;
+    add_executor(&client, "f", "t", None).await;
+    let specs = vec![spec("t", json!({}), json!({"maxexectime": 600, "maxretries": 0})); 6];
+    let ids = submit_many(&client, &specs).await;
+    let mine = assign_batch(&client, "e", 4).await;
+    assert_eq!(mine, ids[..4]);
+    let theirs = assign_batch(&client, "f", 2).await;
+    assert_eq!(theirs, ids[4..]);
+    // A liveness heartbeat — no ids, NULL or an empty array — acknowledges nothing, and does
+    // not even read the processes.
+    for call in [
+        "SELECT colony_assign.heartbeat('c', 'e')",
+        "SELECT colony_assign.heartbeat('c', 'e', NULL)",
+        "SELECT colony_assign.heartbeat('c', 'e', '{}')",
+    ] {
+        client.batch_execute("BEGIN").await.unwrap();
+        let before = processes_scans(&client).await;
+        client.execute(call, &[]).await.unwrap();
+        assert_eq!(processes_scans(&client).await, before, "{call}");
+        client.batch_execute("COMMIT").await.unwrap();
+        for id in &ids {
+            assert!(row(&client, *id).await.3, "{call}: process {id}");
+        }
+    }
+    // ids[3] is closed, so its row keeps the column (close does not write it), but nobody sees
+    // a lease on a process that is not RUNNING.
+    client
+        .execute("SELECT colony_assign.close($1, 'e', NULL)", &[&ids[3]])
+        .await
+        .unwrap();
+    assert!(
+        !shows_lease(&client, ids[3]).await,
+        "closed: no lease shown"
+    );
+    assert!(
+        shows_lease(&client, ids[0]).await,
+        "running: its lease shown"
+    );
+    // e names two of its own, one of f's, its closed one and one that does not exist: only
+    // its own two RUNNING ones are acknowledged, the rest is ignored.
+    client
+        .execute(
+            "SELECT colony_assign.heartbeat('c', 'e', $1)",
+            &[&vec![ids[0], ids[1], ids[4], ids[3], i64::MAX]],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row(&client, ids[0]).await, (1, 0, Some("e".into()), false));
+    assert_eq!(row(&client, ids[1]).await, (1, 0, Some("e".into()), false));
+    assert_eq!(row(&client, ids[2]).await, (1, 0, Some("e".into()), true));
+    assert_eq!(row(&client, ids[4]).await, (1, 0, Some("f".into()), true));
+    assert!(!shows_lease(&client, ids[0]).await);
+    // When the leases run out, what was not acknowledged goes back: ids[2] (its executor's
+    // liveness heartbeats did not keep it), and f's two.
+    assert_eq!(expire_and_reap(&client).await, 3);
+    for id in [ids[2], ids[4], ids[5]] {
+        assert_eq!(row(&client, id).await, (0, 0, None, false), "process {id}");
+    }
+    assert_eq!(row(&client, ids[0]).await.0, 1);
+    assert_eq!(row(&client, ids[1]).await.0, 1);
+    assert_eq!(row(&client, ids[3]).await.0, 2);
+    // A heartbeat for processes it no longer has changes nothing.
+    client
+        .execute("SELECT colony_assign.heartbeat('c', 'e', $1)", &[&ids])
+        .await
+        .unwrap();
+    for id in [ids[2], ids[4], ids[5]] {
+        assert_eq!(row(&client, id).await, (0, 0, None, false), "process {id}");
+    }
 }

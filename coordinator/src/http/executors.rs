@@ -23,14 +23,25 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(remove_executor))
 }
 
-/// Keep the token's executor alive during a long process.
+/// Keep the token's executor alive during a long process, and acknowledge the claim leases of
+/// the processes it names (a bare heartbeat acknowledges none).
 #[utoipa::path(post, path = "/v1/executors/heartbeat", tag = "executors",
+    request_body(content = Option<api::HeartbeatBody>, description = "Optional: `{\"processes\": [id, ...]}`, the processes it holds; those RUNNING for it are acknowledged (their claim leases end), other ids are ignored. No body acknowledges nothing.", content_type = "application/json"),
     responses(
         (status = 204, description = "Noted."),
+        (status = 400, description = "Malformed JSON, an unknown key, `processes` not an array of ids.", body = ErrorBody),
         (status = 403, description = "An admin token.", body = ErrorBody),
     ))]
-async fn heartbeat(State(state): State<AppState>, executor: AsExecutor) -> Result<StatusCode> {
-    state.db.heartbeat(&executor.0).await?;
+async fn heartbeat(
+    State(state): State<AppState>,
+    executor: AsExecutor,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode> {
+    let processes = match body {
+        Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Vec::new(),
+        body => typed_body::<api::HeartbeatBody>(body, state.config.max_body_bytes)?.processes,
+    };
+    state.db.heartbeat(&executor.0, &processes).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -156,3 +156,31 @@ BEGIN
 END
 $$;
 
+-- The processes RUNNING for an executor, oldest claim first: those it holds, and any claim
+-- whose answer it never received. A SQL-direct assign() commits before its answer is sent, so a
+-- session that dies in between (crash restart, failover, a cut link) leaves a claim the
+-- executor does not know of; SQL-direct claims carry no lease (docs/RELIABILITY.md, defect 2).
+-- An executor calls this on each new session, before its first assign(), and runs (or fails)
+-- what it does not hold. Reads processes_running_idx only; writes nothing.
+CREATE FUNCTION colony_assign.running(colony text, executor text) RETURNS SETOF colony_assign.process
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+SET jit = off
+ROWS 10
+AS $$
+BEGIN
+    -- Only as the executor this session may act as (src/identity.rs), before anything is
+    -- revealed about it.
+    PERFORM colony_assign._acting_as(colony, executor,
+        (SELECT e.token_hash FROM colony_assign.executors e
+         WHERE e.colony = running.colony AND e.name = running.executor));
+    PERFORM colony_assign._executor(colony, executor);
+    RETURN QUERY
+        SELECT (colony_assign._public(p)).*
+        FROM colony_assign.processes p
+        WHERE p.colony = running.colony AND p.assigned_executor = running.executor
+          AND p.state = 1 AND p.started_at IS NOT NULL -- (processes_running_idx)
+        ORDER BY p.started_at, p.id;
+END
+$$;

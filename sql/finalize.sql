@@ -25,6 +25,7 @@ GRANT EXECUTE ON FUNCTION
     colony_assign.process(bigint),
     colony_assign.workflow(bigint),
     colony_assign.heartbeat(text, text, bigint[]),
+    colony_assign.running(text, text),
     colony_assign.log(bigint, text, text, text),
     colony_assign.logs(bigint)
 TO colony_assign_executor;
@@ -121,6 +122,8 @@ COMMENT ON FUNCTION colony_assign.workflow(bigint) IS
     'A workflow as JSON: its state and every node with process id, state and edges. Errors: P0002 unknown workflow.';
 COMMENT ON FUNCTION colony_assign.heartbeat(text, text, bigint[]) IS
     'Keeps a busy executor alive (every executor call does too) and acknowledges the claim leases of the listed processes that are RUNNING for it (others are ignored; NULL or empty acknowledges nothing). Errors: 22004 NULL name, P0002 unknown colony or executor, 42501 not the logged-in executor.';
+COMMENT ON FUNCTION colony_assign.running(text, text) IS
+    'The processes RUNNING for an executor, oldest claim first: those it holds and any claim whose answer it lost (a session that died between assign()''s commit and its answer). Call on each new session before the first assign() and run or fail what you do not hold. Writes nothing. Errors: 22004 NULL name, P0002 unknown colony or executor, 42501 not the logged-in executor.';
 COMMENT ON FUNCTION colony_assign.log(bigint, text, text, text) IS
     'Appends a progress message to a RUNNING process (acknowledging its claim lease); only its assigned executor may. Errors: 22004 NULL message, 54000 over 16 KiB, and those of close().';
 COMMENT ON FUNCTION colony_assign.logs(bigint) IS

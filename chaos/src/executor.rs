@@ -154,6 +154,10 @@ async fn finish_http(client: &Client, job: &Job) -> End {
     }
 }
 
+/// Claims SQL-direct executors found with `running()` on a new session, not having received
+/// them (their answer died with the previous session).
+pub static RECOVERED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Connection settings of a SQL-direct executor.
 pub fn sql_config(port: u16, name: &str) -> Config {
     let mut config = Config::new();
@@ -172,7 +176,11 @@ pub fn sql_config(port: u16, name: &str) -> Config {
 struct Session {
     client: tokio_postgres::Client,
     wakes: mpsc::UnboundedReceiver<()>,
+    /// Not yet asked which processes are RUNNING for the executor (`running()`, once per
+    /// session: a claim whose answer died with the previous session is only found that way).
+    fresh: bool,
     assign: Statement,
+    running: Statement,
     close: Statement,
     fail: Statement,
     heartbeat: Statement,
@@ -207,6 +215,13 @@ impl Session {
             .collect();
         client.batch_execute(&listen).await?;
         Ok(Session {
+            fresh: true,
+            running: client
+                .prepare(
+                    "SELECT id, retries, (extract(epoch FROM exec_deadline) * 1000000)::int8, spec
+                     FROM colony_assign.running($1, $2)",
+                )
+                .await?,
             assign: client
                 .prepare(
                     "SELECT id, retries, (extract(epoch FROM exec_deadline) * 1000000)::int8, spec
@@ -267,14 +282,20 @@ impl SqlExecutor {
         }
     }
 
-    /// Runs forever: assign; on nothing, wait for a notification (at most a second: they are
-    /// hints) and assign again.
+    /// Runs forever: on each new session, first what is RUNNING for it (claims whose answer
+    /// died with the last session: it holds nothing between jobs); then assign; on nothing,
+    /// wait for a notification (at most a second: they are hints) and assign again.
     pub async fn run(self) {
         let mut session = self.session().await;
         loop {
+            let statement = if session.fresh {
+                &session.running
+            } else {
+                &session.assign
+            };
             let rows = match session
                 .client
-                .query(&session.assign, &[&COLONY, &self.name])
+                .query(statement, &[&COLONY, &self.name])
                 .await
             {
                 Ok(rows) => rows,
@@ -287,6 +308,12 @@ impl SqlExecutor {
                     continue;
                 }
             };
+            if std::mem::take(&mut session.fresh) {
+                if rows.is_empty() {
+                    continue;
+                }
+                RECOVERED.fetch_add(rows.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
             if rows.is_empty() {
                 // Drain what came meanwhile, then wait for the next.
                 while session.wakes.try_recv().is_ok() {}

@@ -555,6 +555,10 @@ async fn run(args: RunArgs) -> i32 {
         "submits: {} calls retried after a failure",
         subs.retried.lock().unwrap()
     );
+    println!(
+        "SQL-direct claims whose answer died with the session, found by running() on the next: {}",
+        executor::RECOVERED.load(std::sync::atomic::Ordering::Relaxed)
+    );
     for line in &outcome.lines {
         println!("{line}");
     }

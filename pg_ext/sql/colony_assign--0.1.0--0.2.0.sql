@@ -96,40 +96,6 @@ BEGIN
 END
 $drop$;
 /* <begin connected objects> */
--- pg_ext/src/lib.rs:54
--- requires:
---   bootstrap
-
--- Input validation shared by the SQL functions. Specs are checked in Rust (src/spec.rs), where
--- they are parsed once into the row that is stored.
-
---------------------------------------------------------------------------------
--- Names (colonies, executors, executor types, locations)
---------------------------------------------------------------------------------
-
--- Raises 22004 for NULL and 22023 for an empty or over-long name. Names may hold any
--- characters (quotes, unicode); they are data, never spliced into SQL or channel names.
-CREATE FUNCTION colony_assign._check_name(value text, what text) RETURNS void
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-AS $$
-BEGIN
-    IF value IS NULL THEN
-        RAISE EXCEPTION '% must not be NULL', what USING ERRCODE = '22004';
-    ELSIF value = '' THEN
-        RAISE EXCEPTION '% must not be empty', what USING ERRCODE = '22023';
-    ELSIF octet_length(value) > 255 THEN
-        RAISE EXCEPTION '% is too long: % bytes, at most 255', what, octet_length(value)
-            USING ERRCODE = '22023';
-    END IF;
-END
-$$;
-
--- Largest accepted spec, output and error list, in bytes (as stored). Over it: SQLSTATE 54000.
-CREATE FUNCTION colony_assign._max_document_bytes() RETURNS integer
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN 262144;
-/* </end connected objects> */
-/* <begin connected objects> */
 -- pg_ext/src/lib.rs:80
 -- requires:
 --   bootstrap
@@ -191,6 +157,40 @@ BEGIN
     PERFORM pg_notify('ca_control', jsonb_build_object('event', 'admin_removed', 'admin', name)::text);
 END
 $$;
+/* </end connected objects> */
+/* <begin connected objects> */
+-- pg_ext/src/lib.rs:54
+-- requires:
+--   bootstrap
+
+-- Input validation shared by the SQL functions. Specs are checked in Rust (src/spec.rs), where
+-- they are parsed once into the row that is stored.
+
+--------------------------------------------------------------------------------
+-- Names (colonies, executors, executor types, locations)
+--------------------------------------------------------------------------------
+
+-- Raises 22004 for NULL and 22023 for an empty or over-long name. Names may hold any
+-- characters (quotes, unicode); they are data, never spliced into SQL or channel names.
+CREATE FUNCTION colony_assign._check_name(value text, what text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+    IF value IS NULL THEN
+        RAISE EXCEPTION '% must not be NULL', what USING ERRCODE = '22004';
+    ELSIF value = '' THEN
+        RAISE EXCEPTION '% must not be empty', what USING ERRCODE = '22023';
+    ELSIF octet_length(value) > 255 THEN
+        RAISE EXCEPTION '% is too long: % bytes, at most 255', what, octet_length(value)
+            USING ERRCODE = '22023';
+    END IF;
+END
+$$;
+
+-- Largest accepted spec, output and error list, in bytes (as stored). Over it: SQLSTATE 54000.
+CREATE FUNCTION colony_assign._max_document_bytes() RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN 262144;
 /* </end connected objects> */
 /* <begin connected objects> */
 -- pg_ext/src/identity.rs:156
@@ -856,6 +856,108 @@ BEGIN
     END IF;
 END
 $$;
+
+-- The processes RUNNING for an executor, oldest claim first: those it holds, and any claim
+-- whose answer it never received. A SQL-direct assign() commits before its answer is sent, so a
+-- session that dies in between (crash restart, failover, a cut link) leaves a claim the
+-- executor does not know of; SQL-direct claims carry no lease (docs/RELIABILITY.md, defect 2).
+-- An executor calls this on each new session, before its first assign(), and runs (or fails)
+-- what it does not hold. Reads processes_running_idx only; writes nothing.
+CREATE FUNCTION colony_assign.running(colony text, executor text) RETURNS SETOF colony_assign.process
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+SET jit = off
+ROWS 10
+AS $$
+BEGIN
+    -- Only as the executor this session may act as (src/identity.rs), before anything is
+    -- revealed about it.
+    PERFORM colony_assign._acting_as(colony, executor,
+        (SELECT e.token_hash FROM colony_assign.executors e
+         WHERE e.colony = running.colony AND e.name = running.executor));
+    PERFORM colony_assign._executor(colony, executor);
+    RETURN QUERY
+        SELECT (colony_assign._public(p)).*
+        FROM colony_assign.processes p
+        WHERE p.colony = running.colony AND p.assigned_executor = running.executor
+          AND p.state = 1 AND p.started_at IS NOT NULL -- (processes_running_idx)
+        ORDER BY p.started_at, p.id;
+END
+$$;
+/* </end connected objects> */
+/* <begin connected objects> */
+-- pg_ext/src/lib.rs:71
+-- requires:
+--   executors
+--   identity::_trusted
+--   identity::_session_colony
+--   identity::_acting_as
+
+-- Logs: progress messages an executor writes while it runs a process.
+
+-- Largest log message accepted, in bytes. Over it: SQLSTATE 54000.
+CREATE FUNCTION colony_assign._max_log_bytes() RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN 16384;
+
+CREATE FUNCTION colony_assign.log(process_id bigint, executor text, message text, colony text DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+SET jit = off
+AS $$
+DECLARE
+    process_colony text;
+    leased boolean;
+BEGIN
+    PERFORM colony_assign._check_name(executor, 'executor');
+    -- Only as the executor this session may act as (src/identity.rs); within its colony.
+    IF NOT colony_assign._trusted() THEN
+        colony := coalesce(log.colony, colony_assign._session_colony());
+        PERFORM colony_assign._acting_as(colony, executor,
+            (SELECT e.token_hash FROM colony_assign.executors e WHERE e.colony = log.colony AND e.name = log.executor));
+    END IF;
+    IF message IS NULL THEN
+        RAISE EXCEPTION 'message must not be NULL' USING ERRCODE = '22004';
+    ELSIF octet_length(message) > colony_assign._max_log_bytes() THEN
+        RAISE EXCEPTION 'message is % bytes, at most %', octet_length(message), colony_assign._max_log_bytes()
+            USING ERRCODE = '54000';
+    END IF;
+    SELECT p.colony, p.lease_until IS NOT NULL INTO process_colony, leased FROM colony_assign.processes p
+    WHERE p.id = process_id AND p.state = 1 AND p.assigned_executor = executor
+      AND (log.colony IS NULL OR p.colony = log.colony);
+    IF NOT FOUND THEN
+        PERFORM colony_assign._explain_not_running(process_id, executor, colony);
+    END IF;
+    -- The executor has it: its claim lease is acknowledged (the first log only).
+    IF leased THEN
+        UPDATE colony_assign.processes p SET lease_until = NULL
+        WHERE p.id = process_id AND p.state = 1 AND p.assigned_executor = executor;
+    END IF;
+    INSERT INTO colony_assign.logs (process_id, executor, message) VALUES (process_id, executor, message);
+    PERFORM colony_assign._touch(process_colony, executor);
+END
+$$;
+
+CREATE FUNCTION colony_assign.logs(process_id bigint)
+RETURNS TABLE (logged_at timestamptz, executor text, message text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    process_colony text;
+BEGIN
+    SELECT p.colony INTO process_colony FROM colony_assign.processes p WHERE p.id = logs.process_id;
+    -- Another colony's process looks exactly like none (src/identity.rs).
+    IF NOT FOUND OR NOT colony_assign._may_see(process_colony) THEN
+        RAISE EXCEPTION 'unknown process %', logs.process_id USING ERRCODE = 'P0002';
+    END IF;
+    RETURN QUERY SELECT l.logged_at, l.executor, l.message FROM colony_assign.logs l
+        WHERE l.process_id = logs.process_id ORDER BY l.id;
+END
+$$;
 /* </end connected objects> */
 /* <begin connected objects> */
 -- pg_ext/src/lib.rs:66
@@ -969,79 +1071,6 @@ CREATE FUNCTION colony_assign.close_batch(process_ids bigint[], executors text[]
 RETURNS TABLE (request integer, sqlstate text, message text)
 LANGUAGE c VOLATILE PARALLEL UNSAFE SECURITY DEFINER ROWS 10
 AS 'MODULE_PATHNAME', 'colony_assign_close_batch';
-/* </end connected objects> */
-/* <begin connected objects> */
--- pg_ext/src/lib.rs:71
--- requires:
---   executors
---   identity::_trusted
---   identity::_session_colony
---   identity::_acting_as
-
--- Logs: progress messages an executor writes while it runs a process.
-
--- Largest log message accepted, in bytes. Over it: SQLSTATE 54000.
-CREATE FUNCTION colony_assign._max_log_bytes() RETURNS integer
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN 16384;
-
-CREATE FUNCTION colony_assign.log(process_id bigint, executor text, message text, colony text DEFAULT NULL)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
-SET jit = off
-AS $$
-DECLARE
-    process_colony text;
-    leased boolean;
-BEGIN
-    PERFORM colony_assign._check_name(executor, 'executor');
-    -- Only as the executor this session may act as (src/identity.rs); within its colony.
-    IF NOT colony_assign._trusted() THEN
-        colony := coalesce(log.colony, colony_assign._session_colony());
-        PERFORM colony_assign._acting_as(colony, executor,
-            (SELECT e.token_hash FROM colony_assign.executors e WHERE e.colony = log.colony AND e.name = log.executor));
-    END IF;
-    IF message IS NULL THEN
-        RAISE EXCEPTION 'message must not be NULL' USING ERRCODE = '22004';
-    ELSIF octet_length(message) > colony_assign._max_log_bytes() THEN
-        RAISE EXCEPTION 'message is % bytes, at most %', octet_length(message), colony_assign._max_log_bytes()
-            USING ERRCODE = '54000';
-    END IF;
-    SELECT p.colony, p.lease_until IS NOT NULL INTO process_colony, leased FROM colony_assign.processes p
-    WHERE p.id = process_id AND p.state = 1 AND p.assigned_executor = executor
-      AND (log.colony IS NULL OR p.colony = log.colony);
-    IF NOT FOUND THEN
-        PERFORM colony_assign._explain_not_running(process_id, executor, colony);
-    END IF;
-    -- The executor has it: its claim lease is acknowledged (the first log only).
-    IF leased THEN
-        UPDATE colony_assign.processes p SET lease_until = NULL
-        WHERE p.id = process_id AND p.state = 1 AND p.assigned_executor = executor;
-    END IF;
-    INSERT INTO colony_assign.logs (process_id, executor, message) VALUES (process_id, executor, message);
-    PERFORM colony_assign._touch(process_colony, executor);
-END
-$$;
-
-CREATE FUNCTION colony_assign.logs(process_id bigint)
-RETURNS TABLE (logged_at timestamptz, executor text, message text)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    process_colony text;
-BEGIN
-    SELECT p.colony INTO process_colony FROM colony_assign.processes p WHERE p.id = logs.process_id;
-    -- Another colony's process looks exactly like none (src/identity.rs).
-    IF NOT FOUND OR NOT colony_assign._may_see(process_colony) THEN
-        RAISE EXCEPTION 'unknown process %', logs.process_id USING ERRCODE = 'P0002';
-    END IF;
-    RETURN QUERY SELECT l.logged_at, l.executor, l.message FROM colony_assign.logs l
-        WHERE l.process_id = logs.process_id ORDER BY l.id;
-END
-$$;
 /* </end connected objects> */
 /* <begin connected objects> */
 -- pg_ext/src/lib.rs:81
@@ -1627,6 +1656,218 @@ COMMENT ON FUNCTION colony_assign.queues(text) IS
     'Per (executor type, location) of a colony: processes assignable now, and the oldest one''s submission time and age in seconds. Errors: P0002 unknown colony.';
 /* </end connected objects> */
 /* <begin connected objects> */
+-- pg_ext/src/lib.rs:65
+-- requires:
+--   processes
+
+-- reap(): deadlines, stale executors and retention. Safe to run from any number of sessions at
+-- once: candidate rows are locked with SKIP LOCKED (each is handled by exactly one reaper) and
+-- every UPDATE re-checks the state it expects (compare-and-set against close/fail/cancel).
+
+-- How many rows one reap() pass handles per kind of work, so a huge backlog is worked off in
+-- short transactions (`more` tells the caller to come back at once).
+CREATE FUNCTION colony_assign._reap_batch() RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN 10000;
+
+-- Local-first placement: processes whose wait for their preferred location is over join the
+-- anywhere range (every executor of their type may take them now) and are announced on their
+-- type's broadcast key, in the same transaction. Returns how many. Compare-and-set under SKIP
+-- LOCKED, so the worker and any number of reapers may run it together.
+CREATE FUNCTION colony_assign._release_local() RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    released bigint;
+BEGIN
+    WITH due AS (
+        SELECT p.id
+        FROM colony_assign.processes p
+        WHERE p.state = 0 AND p.locality_until <= clock_timestamp()
+        ORDER BY p.locality_until
+        LIMIT colony_assign._reap_batch()
+        FOR NO KEY UPDATE SKIP LOCKED
+    ), moved AS (
+        UPDATE colony_assign.processes p SET locality_until = NULL
+        FROM due
+        WHERE p.id = due.id AND p.state = 0 AND p.locality_until IS NOT NULL
+        RETURNING p.colony, p.executor_type
+    ), keys AS (
+        SELECT m.colony, m.executor_type, count(*) AS n FROM moved m GROUP BY m.colony, m.executor_type
+    )
+    SELECT coalesce(sum(k.n), 0) INTO released FROM keys k
+    WHERE colony_assign._wake_group(k.colony, k.executor_type, NULL, NULL, k.n) >= 0;
+    RETURN released;
+END
+$$;
+
+-- When the next preferred-location wait ends (NULL: none); the worker sleeps until then.
+CREATE FUNCTION colony_assign._next_release() RETURNS timestamptz
+LANGUAGE sql STABLE
+RETURN (SELECT min(p.locality_until) FROM colony_assign.processes p
+        WHERE p.state = 0 AND p.locality_until IS NOT NULL);
+
+CREATE FUNCTION colony_assign.reap(OUT requeued bigint, OUT failed bigint, OUT stale_executors bigint,
+                                   OUT deleted bigint, OUT more boolean)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+SET jit = off
+AS $$
+DECLARE
+    batch constant integer := colony_assign._reap_batch();
+    wait_failed bigint;
+    stale_requeued bigint;
+    lease_requeued bigint;
+    ended_parents bigint[];
+    channels integer;
+BEGIN
+    -- Preferred-location waits that are over (the background worker also runs this at the
+    -- moment they end; this catches up where there is no worker).
+    PERFORM colony_assign._release_local();
+
+    -- RUNNING past maxexectime: back to WAITING with one more retry, or FAILED once maxretries
+    -- is used up (-1 = retry forever). ColonyOS semantics: maxretries 0 fails on the first timeout.
+    WITH overdue AS (
+        SELECT p.id
+        FROM colony_assign.processes p
+        WHERE p.state = 1 AND p.exec_deadline < now()
+        ORDER BY p.exec_deadline
+        LIMIT batch
+        FOR NO KEY UPDATE SKIP LOCKED
+    ), handled AS (
+        UPDATE colony_assign.processes p
+        SET state = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries THEN 0 ELSE 3 END,
+            retries = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries
+                           THEN p.retries + 1 ELSE p.retries END,
+            assigned_executor = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries
+                                     THEN NULL ELSE p.assigned_executor END,
+            started_at = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries
+                              THEN NULL ELSE p.started_at END,
+            ended_at = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries THEN NULL ELSE now() END,
+            errors = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries THEN p.errors
+                          ELSE array_append(coalesce(p.errors, '{}'),
+                                            format('maximum execution time of %s s exceeded', p.max_exec_time)) END,
+            wait_deadline = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries
+                                 THEN now() + p.max_wait_time * interval '1 second' ELSE p.wait_deadline END,
+            exec_deadline = NULL, lease_until = NULL,
+            -- A requeued process may run anywhere: its wait for a preferred location was once.
+            locality_until = NULL
+        FROM overdue
+        WHERE p.id = overdue.id AND p.state = 1
+        RETURNING p.id, p.state, p.colony, p.executor_type, p.location, p.executor_names, p.children
+    ), keys AS (
+        SELECT h.colony, h.executor_type, h.location, h.executor_names, count(*) AS n
+        FROM handled h WHERE h.state = 0
+        GROUP BY h.colony, h.executor_type, h.location, h.executor_names
+    )
+    SELECT (SELECT count(*) FROM handled h WHERE h.state = 0),
+           (SELECT count(*) FROM handled h WHERE h.state = 3),
+           (SELECT array_agg(h.id) FROM handled h WHERE h.state = 3 AND h.children IS NOT NULL),
+           (SELECT sum(colony_assign._wake_group(k.colony, k.executor_type, k.location, k.executor_names, k.n))
+            FROM keys k)
+    INTO requeued, failed, ended_parents, channels;
+    more := requeued + failed >= batch;
+    IF ended_parents IS NOT NULL THEN
+        PERFORM colony_assign._end_descendants(ended_parents, 3);
+    END IF;
+
+    -- Coordinator claims whose lease ran out unacknowledged (docs/RELIABILITY.md, defect 2):
+    -- the answer never reached the executor, so the process goes back to WAITING with no retry
+    -- counted and its key is woken, as release() does. Reads only processes_leased_idx (whose
+    -- predicate `lease_until < now()` implies).
+    WITH expired AS (
+        SELECT p.id
+        FROM colony_assign.processes p
+        WHERE p.state = 1 AND p.lease_until < now()
+        ORDER BY p.lease_until
+        LIMIT batch
+        FOR NO KEY UPDATE SKIP LOCKED
+    )
+    SELECT colony_assign._requeue_ids(array_agg(x.id)) INTO lease_requeued FROM expired x;
+    requeued := requeued + lease_requeued;
+    more := more OR lease_requeued >= batch;
+
+    -- WAITING past maxwaittime: FAILED, and so are its workflow descendants.
+    WITH overdue AS (
+        SELECT p.id
+        FROM colony_assign.processes p
+        WHERE p.state = 0 AND p.wait_deadline < now()
+        ORDER BY p.wait_deadline
+        LIMIT batch
+        FOR NO KEY UPDATE SKIP LOCKED
+    ), handled AS (
+        UPDATE colony_assign.processes p
+        SET state = 3, ended_at = now(),
+            errors = array_append(coalesce(p.errors, '{}'),
+                                  format('maximum waiting time of %s s exceeded', p.max_wait_time))
+        FROM overdue
+        WHERE p.id = overdue.id AND p.state = 0
+        RETURNING p.id, p.children
+    )
+    SELECT count(*), array_agg(h.id) FILTER (WHERE h.children IS NOT NULL)
+    INTO wait_failed, ended_parents FROM handled h;
+    failed := failed + wait_failed;
+    more := more OR wait_failed >= batch;
+    IF ended_parents IS NOT NULL THEN
+        PERFORM colony_assign._end_descendants(ended_parents, 3);
+    END IF;
+
+    -- Executors silent past their colony's stale_after: marked stale (once: the UPDATE re-checks
+    -- stale_since under its row lock) and their RUNNING processes requeued and notified. An
+    -- executor that heartbeats is never stale, however long its process runs.
+    WITH gone AS (
+        UPDATE colony_assign.executors e
+        SET stale_since = now()
+        FROM colony_assign.colonies c
+        WHERE c.name = e.colony AND e.stale_since IS NULL AND e.last_seen < now() - c.stale_after
+        RETURNING e.colony, e.name
+    )
+    SELECT count(*), coalesce(sum(colony_assign._requeue_running(g.colony, g.name)), 0)
+    INTO stale_executors, stale_requeued FROM gone g;
+    requeued := requeued + stale_requeued;
+
+    -- Retention: finished processes older than their colony's retention, in one bounded batch.
+    -- A workflow's members go only once the whole workflow has finished, so a finished parent
+    -- is still there when a sibling branch needs it.
+    WITH doomed AS (
+        -- Per colony, a range scan of processes_finished_idx below the cutoff: nothing to read
+        -- when nothing is old enough. The workflow check is a correlated scalar subquery on
+        -- purpose: as NOT EXISTS the planner hashes every unfinished process, every pass.
+        SELECT old.id
+        FROM colony_assign.colonies c
+        CROSS JOIN LATERAL (
+            SELECT p.id, p.workflow_id
+            FROM colony_assign.processes p
+            WHERE p.colony = c.name AND p.state >= 2 AND p.ended_at < now() - c.retention
+            ORDER BY p.ended_at
+            LIMIT batch
+            FOR UPDATE OF p SKIP LOCKED
+        ) AS old
+        WHERE old.workflow_id IS NULL
+           OR (SELECT 1 FROM colony_assign.processes q
+               WHERE q.workflow_id = old.workflow_id AND q.state < 2 LIMIT 1) IS NULL
+        LIMIT batch
+    ), gone AS (
+        DELETE FROM colony_assign.processes p USING doomed d WHERE p.id = d.id AND p.state >= 2
+        RETURNING p.id, p.workflow_id
+    ), emptied AS (
+        DELETE FROM colony_assign.workflows w
+        WHERE w.id IN (SELECT g.workflow_id FROM gone g)
+          AND NOT EXISTS (SELECT FROM colony_assign.processes q
+                          WHERE q.workflow_id = w.id AND q.id NOT IN (SELECT g.id FROM gone g))
+    )
+    SELECT count(*) INTO deleted FROM gone;
+    more := more OR deleted >= batch;
+
+    -- Idempotency keys older than their colony's retention (a retry that late finds none).
+    DELETE FROM colony_assign.idempotency_keys k
+    USING colony_assign.colonies c
+    WHERE c.name = k.colony AND k.created_at < now() - c.retention;
+END
+$$;
+/* </end connected objects> */
+/* <begin connected objects> */
 -- pg_ext/src/lib.rs:67
 -- requires:
 --   processes
@@ -1854,218 +2095,6 @@ END
 $$;
 /* </end connected objects> */
 /* <begin connected objects> */
--- pg_ext/src/lib.rs:65
--- requires:
---   processes
-
--- reap(): deadlines, stale executors and retention. Safe to run from any number of sessions at
--- once: candidate rows are locked with SKIP LOCKED (each is handled by exactly one reaper) and
--- every UPDATE re-checks the state it expects (compare-and-set against close/fail/cancel).
-
--- How many rows one reap() pass handles per kind of work, so a huge backlog is worked off in
--- short transactions (`more` tells the caller to come back at once).
-CREATE FUNCTION colony_assign._reap_batch() RETURNS integer
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN 10000;
-
--- Local-first placement: processes whose wait for their preferred location is over join the
--- anywhere range (every executor of their type may take them now) and are announced on their
--- type's broadcast key, in the same transaction. Returns how many. Compare-and-set under SKIP
--- LOCKED, so the worker and any number of reapers may run it together.
-CREATE FUNCTION colony_assign._release_local() RETURNS bigint
-LANGUAGE plpgsql VOLATILE
-AS $$
-DECLARE
-    released bigint;
-BEGIN
-    WITH due AS (
-        SELECT p.id
-        FROM colony_assign.processes p
-        WHERE p.state = 0 AND p.locality_until <= clock_timestamp()
-        ORDER BY p.locality_until
-        LIMIT colony_assign._reap_batch()
-        FOR NO KEY UPDATE SKIP LOCKED
-    ), moved AS (
-        UPDATE colony_assign.processes p SET locality_until = NULL
-        FROM due
-        WHERE p.id = due.id AND p.state = 0 AND p.locality_until IS NOT NULL
-        RETURNING p.colony, p.executor_type
-    ), keys AS (
-        SELECT m.colony, m.executor_type, count(*) AS n FROM moved m GROUP BY m.colony, m.executor_type
-    )
-    SELECT coalesce(sum(k.n), 0) INTO released FROM keys k
-    WHERE colony_assign._wake_group(k.colony, k.executor_type, NULL, NULL, k.n) >= 0;
-    RETURN released;
-END
-$$;
-
--- When the next preferred-location wait ends (NULL: none); the worker sleeps until then.
-CREATE FUNCTION colony_assign._next_release() RETURNS timestamptz
-LANGUAGE sql STABLE
-RETURN (SELECT min(p.locality_until) FROM colony_assign.processes p
-        WHERE p.state = 0 AND p.locality_until IS NOT NULL);
-
-CREATE FUNCTION colony_assign.reap(OUT requeued bigint, OUT failed bigint, OUT stale_executors bigint,
-                                   OUT deleted bigint, OUT more boolean)
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
-SET jit = off
-AS $$
-DECLARE
-    batch constant integer := colony_assign._reap_batch();
-    wait_failed bigint;
-    stale_requeued bigint;
-    lease_requeued bigint;
-    ended_parents bigint[];
-    channels integer;
-BEGIN
-    -- Preferred-location waits that are over (the background worker also runs this at the
-    -- moment they end; this catches up where there is no worker).
-    PERFORM colony_assign._release_local();
-
-    -- RUNNING past maxexectime: back to WAITING with one more retry, or FAILED once maxretries
-    -- is used up (-1 = retry forever). ColonyOS semantics: maxretries 0 fails on the first timeout.
-    WITH overdue AS (
-        SELECT p.id
-        FROM colony_assign.processes p
-        WHERE p.state = 1 AND p.exec_deadline < now()
-        ORDER BY p.exec_deadline
-        LIMIT batch
-        FOR NO KEY UPDATE SKIP LOCKED
-    ), handled AS (
-        UPDATE colony_assign.processes p
-        SET state = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries THEN 0 ELSE 3 END,
-            retries = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries
-                           THEN p.retries + 1 ELSE p.retries END,
-            assigned_executor = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries
-                                     THEN NULL ELSE p.assigned_executor END,
-            started_at = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries
-                              THEN NULL ELSE p.started_at END,
-            ended_at = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries THEN NULL ELSE now() END,
-            errors = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries THEN p.errors
-                          ELSE array_append(coalesce(p.errors, '{}'),
-                                            format('maximum execution time of %s s exceeded', p.max_exec_time)) END,
-            wait_deadline = CASE WHEN p.max_retries = -1 OR p.retries < p.max_retries
-                                 THEN now() + p.max_wait_time * interval '1 second' ELSE p.wait_deadline END,
-            exec_deadline = NULL, lease_until = NULL,
-            -- A requeued process may run anywhere: its wait for a preferred location was once.
-            locality_until = NULL
-        FROM overdue
-        WHERE p.id = overdue.id AND p.state = 1
-        RETURNING p.id, p.state, p.colony, p.executor_type, p.location, p.executor_names, p.children
-    ), keys AS (
-        SELECT h.colony, h.executor_type, h.location, h.executor_names, count(*) AS n
-        FROM handled h WHERE h.state = 0
-        GROUP BY h.colony, h.executor_type, h.location, h.executor_names
-    )
-    SELECT (SELECT count(*) FROM handled h WHERE h.state = 0),
-           (SELECT count(*) FROM handled h WHERE h.state = 3),
-           (SELECT array_agg(h.id) FROM handled h WHERE h.state = 3 AND h.children IS NOT NULL),
-           (SELECT sum(colony_assign._wake_group(k.colony, k.executor_type, k.location, k.executor_names, k.n))
-            FROM keys k)
-    INTO requeued, failed, ended_parents, channels;
-    more := requeued + failed >= batch;
-    IF ended_parents IS NOT NULL THEN
-        PERFORM colony_assign._end_descendants(ended_parents, 3);
-    END IF;
-
-    -- Coordinator claims whose lease ran out unacknowledged (docs/RELIABILITY.md, defect 2):
-    -- the answer never reached the executor, so the process goes back to WAITING with no retry
-    -- counted and its key is woken, as release() does. Reads only processes_leased_idx (whose
-    -- predicate `lease_until < now()` implies).
-    WITH expired AS (
-        SELECT p.id
-        FROM colony_assign.processes p
-        WHERE p.state = 1 AND p.lease_until < now()
-        ORDER BY p.lease_until
-        LIMIT batch
-        FOR NO KEY UPDATE SKIP LOCKED
-    )
-    SELECT colony_assign._requeue_ids(array_agg(x.id)) INTO lease_requeued FROM expired x;
-    requeued := requeued + lease_requeued;
-    more := more OR lease_requeued >= batch;
-
-    -- WAITING past maxwaittime: FAILED, and so are its workflow descendants.
-    WITH overdue AS (
-        SELECT p.id
-        FROM colony_assign.processes p
-        WHERE p.state = 0 AND p.wait_deadline < now()
-        ORDER BY p.wait_deadline
-        LIMIT batch
-        FOR NO KEY UPDATE SKIP LOCKED
-    ), handled AS (
-        UPDATE colony_assign.processes p
-        SET state = 3, ended_at = now(),
-            errors = array_append(coalesce(p.errors, '{}'),
-                                  format('maximum waiting time of %s s exceeded', p.max_wait_time))
-        FROM overdue
-        WHERE p.id = overdue.id AND p.state = 0
-        RETURNING p.id, p.children
-    )
-    SELECT count(*), array_agg(h.id) FILTER (WHERE h.children IS NOT NULL)
-    INTO wait_failed, ended_parents FROM handled h;
-    failed := failed + wait_failed;
-    more := more OR wait_failed >= batch;
-    IF ended_parents IS NOT NULL THEN
-        PERFORM colony_assign._end_descendants(ended_parents, 3);
-    END IF;
-
-    -- Executors silent past their colony's stale_after: marked stale (once: the UPDATE re-checks
-    -- stale_since under its row lock) and their RUNNING processes requeued and notified. An
-    -- executor that heartbeats is never stale, however long its process runs.
-    WITH gone AS (
-        UPDATE colony_assign.executors e
-        SET stale_since = now()
-        FROM colony_assign.colonies c
-        WHERE c.name = e.colony AND e.stale_since IS NULL AND e.last_seen < now() - c.stale_after
-        RETURNING e.colony, e.name
-    )
-    SELECT count(*), coalesce(sum(colony_assign._requeue_running(g.colony, g.name)), 0)
-    INTO stale_executors, stale_requeued FROM gone g;
-    requeued := requeued + stale_requeued;
-
-    -- Retention: finished processes older than their colony's retention, in one bounded batch.
-    -- A workflow's members go only once the whole workflow has finished, so a finished parent
-    -- is still there when a sibling branch needs it.
-    WITH doomed AS (
-        -- Per colony, a range scan of processes_finished_idx below the cutoff: nothing to read
-        -- when nothing is old enough. The workflow check is a correlated scalar subquery on
-        -- purpose: as NOT EXISTS the planner hashes every unfinished process, every pass.
-        SELECT old.id
-        FROM colony_assign.colonies c
-        CROSS JOIN LATERAL (
-            SELECT p.id, p.workflow_id
-            FROM colony_assign.processes p
-            WHERE p.colony = c.name AND p.state >= 2 AND p.ended_at < now() - c.retention
-            ORDER BY p.ended_at
-            LIMIT batch
-            FOR UPDATE OF p SKIP LOCKED
-        ) AS old
-        WHERE old.workflow_id IS NULL
-           OR (SELECT 1 FROM colony_assign.processes q
-               WHERE q.workflow_id = old.workflow_id AND q.state < 2 LIMIT 1) IS NULL
-        LIMIT batch
-    ), gone AS (
-        DELETE FROM colony_assign.processes p USING doomed d WHERE p.id = d.id AND p.state >= 2
-        RETURNING p.id, p.workflow_id
-    ), emptied AS (
-        DELETE FROM colony_assign.workflows w
-        WHERE w.id IN (SELECT g.workflow_id FROM gone g)
-          AND NOT EXISTS (SELECT FROM colony_assign.processes q
-                          WHERE q.workflow_id = w.id AND q.id NOT IN (SELECT g.id FROM gone g))
-    )
-    SELECT count(*) INTO deleted FROM gone;
-    more := more OR deleted >= batch;
-
-    -- Idempotency keys older than their colony's retention (a retry that late finds none).
-    DELETE FROM colony_assign.idempotency_keys k
-    USING colony_assign.colonies c
-    WHERE c.name = k.colony AND k.created_at < now() - c.retention;
-END
-$$;
-/* </end connected objects> */
-/* <begin connected objects> */
 -- pg_ext/src/background/mod.rs:83
 -- colony_assign::background::_wake_launcher
 CREATE  FUNCTION "_wake_launcher"() RETURNS void
@@ -2128,6 +2157,7 @@ GRANT EXECUTE ON FUNCTION
     colony_assign.process(bigint),
     colony_assign.workflow(bigint),
     colony_assign.heartbeat(text, text, bigint[]),
+    colony_assign.running(text, text),
     colony_assign.log(bigint, text, text, text),
     colony_assign.logs(bigint)
 TO colony_assign_executor;
@@ -2224,6 +2254,8 @@ COMMENT ON FUNCTION colony_assign.workflow(bigint) IS
     'A workflow as JSON: its state and every node with process id, state and edges. Errors: P0002 unknown workflow.';
 COMMENT ON FUNCTION colony_assign.heartbeat(text, text, bigint[]) IS
     'Keeps a busy executor alive (every executor call does too) and acknowledges the claim leases of the listed processes that are RUNNING for it (others are ignored; NULL or empty acknowledges nothing). Errors: 22004 NULL name, P0002 unknown colony or executor, 42501 not the logged-in executor.';
+COMMENT ON FUNCTION colony_assign.running(text, text) IS
+    'The processes RUNNING for an executor, oldest claim first: those it holds and any claim whose answer it lost (a session that died between assign()''s commit and its answer). Call on each new session before the first assign() and run or fail what you do not hold. Writes nothing. Errors: 22004 NULL name, P0002 unknown colony or executor, 42501 not the logged-in executor.';
 COMMENT ON FUNCTION colony_assign.log(bigint, text, text, text) IS
     'Appends a progress message to a RUNNING process (acknowledging its claim lease); only its assigned executor may. Errors: 22004 NULL message, 54000 over 16 KiB, and those of close().';
 COMMENT ON FUNCTION colony_assign.logs(bigint) IS

@@ -10,6 +10,7 @@ mod lifecycle;
 mod notify;
 mod placement;
 mod reap;
+mod recovery;
 mod security;
 mod worker;
 mod workflows;

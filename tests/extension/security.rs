@@ -207,7 +207,9 @@ async fn sessions_act_only_as_what_they_logged_in_as() {
         format!("SELECT colony_assign.fail({running}, 'e', '{{no}}')"),
         format!("SELECT * FROM colony_assign.close_many('e', '[{{\"id\": {running}}}]')"),
         "SELECT colony_assign.heartbeat('c', 'e')".to_owned(),
+        format!("SELECT colony_assign.heartbeat('c', 'e', ARRAY[{running}::int8])"),
         format!("SELECT colony_assign.log({running}, 'e', 'hi')"),
+        "SELECT * FROM colony_assign.running('c', 'e')".to_owned(),
     ];
     for (who, s) in [
         ("f", &as_f),
@@ -254,6 +256,14 @@ async fn sessions_act_only_as_what_they_logged_in_as() {
         );
     }
     // And what they may do: e works as e; f reads its colony; the admin of d submits into d.
+    let held: Vec<i64> = as_e
+        .query("SELECT id FROM colony_assign.running('c', 'e')", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(held, [running]);
     as_e.query_one(&format!("SELECT colony_assign.process({waiting})"), &[])
         .await
         .unwrap();

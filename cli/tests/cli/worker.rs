@@ -224,6 +224,58 @@ while true; do sleep 0.02; done"#;
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// A worker killed (-9) before it could remove the executor it registered: its process stays
+/// RUNNING, a second worker of that name is refused (exit 3) rather than adopting it, and
+/// removing the executor gives the process back (WAITING, no retry counted) — docs/cli.md.
+#[tokio::test]
+async fn a_killed_workers_executor_refuses_a_second_start_until_removed_which_gives_its_work_back()
+{
+    let env = Env::new("worker_killed").await;
+    let dir = scratch("worker_killed");
+    // The command outlives the killed worker; it ends when the test removes its directory.
+    let script = r#"cat >/dev/null
+touch "$DIR/started-$COLONY_PROCESS_ID"
+while [ -d "$DIR" ]; do sleep 0.02; done"#;
+    let id = env
+        .run(&[
+            "submit",
+            r#"{"funcname": "slow", "conditions": {"executortype": "slow"}}"#,
+        ])
+        .await
+        .ok()
+        .ids()[0];
+    let mut worker = env
+        .command(&[
+            "worker", "--type", "slow", "--name", "w1", "--", "sh", "-c", script,
+        ])
+        .env("DIR", &dir)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = dir.join(format!("started-{id}"));
+    eventually("the command started", || async { started.exists() }).await;
+    signal(&worker, libc::SIGKILL);
+    assert_eq!(exit_code(&mut worker).await, None, "killed by a signal");
+    assert_eq!(env.state(id).await, 1, "still RUNNING for w1");
+
+    let again = env
+        .run(&["worker", "--type", "slow", "--name", "w1", "--", "true"])
+        .await
+        .code(3);
+    assert!(again.stderr.contains("w1"), "{}", again.stderr);
+    assert_eq!(
+        env.state(id).await,
+        1,
+        "the refused worker took nothing over"
+    );
+
+    env.run(&["executors", "rm", "w1"]).await.ok();
+    let p = process(&env, id).await;
+    assert_eq!(p["state"], 0, "{p}");
+    assert_eq!(p["retries"], 0, "{p}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 #[tokio::test]
 async fn the_worker_fails_over_when_its_replica_stops() {
     let mut env = Env::new("worker_failover").await;

@@ -33,7 +33,7 @@ pub async fn run(b: &Bench) -> Section {
             vec![1, 3, 9],
             vec![100, 10_000],
             200,
-            Duration::from_secs(3),
+            Duration::from_secs(5),
         )
     };
     let mut section = Section::new(
@@ -49,7 +49,7 @@ pub async fn run(b: &Bench) -> Section {
              lost (woken, and another executor took the process), and SQL round trips, summed over the replicas; CPU from \
              /proc/<pid>/task/*/schedstat, of all replicas and of the database's backends (the replicas' LISTEN \
              connections, and all of this database's backends: submitter, pools, relay worker), net of the idle \
-             rate measured over {:.1} s just before. NOTIFY queue = the peak of `pg_notification_queue_usage()` \
+             rate measured over {:.1} s just before (from one catch-up pass of each replica after everything parked). NOTIFY queue = the peak of `pg_notification_queue_usage()` \
              sampled after each submit.",
             PACE.as_millis(),
             idle.as_secs_f64()
@@ -291,8 +291,11 @@ async fn measure(
     ));
     let warm = paced(&submitter, &submit, &observer, WARM_UP).await;
     collect(&mut rx, &warm.submitted).await;
-    // The warm-up's executors park again before the rest is measured.
+    // The warm-up's executors park again before the rest is measured, and every replica's
+    // catch-up has looked at them once since (its first pass after a change rebuilds the list
+    // of keys it asks about; at rest the list is reused).
     wait_parked(&nodes, tokens.len()).await;
+    one_catch_up_each(&nodes).await;
 
     bar.set_message(format!(
         "fan-out: {replicas} replica(s), {} parked: at rest",
@@ -435,6 +438,25 @@ async fn wait_parked(nodes: &[Replica], n: usize) {
             return;
         }
         queries = now;
+    }
+}
+
+/// Returns once each replica has sent at least one more query (at rest: its catch-up, once a
+/// second).
+async fn one_catch_up_each(nodes: &[Replica]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut before = Vec::new();
+    for node in nodes.chunks(1) {
+        before.push(total(node, "colony_db_queries_total", &[]).await);
+    }
+    for (node, before) in nodes.chunks(1).zip(before) {
+        while total(node, "colony_db_queries_total", &[]).await <= before {
+            assert!(
+                Instant::now() < deadline,
+                "a replica ran no catch-up in 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 

@@ -78,6 +78,7 @@ pub(super) async fn run(
 /// One pass: which parked keys (with a waiter that has no wake pending) have work, and how
 /// much; wakes that many waiters on each.
 async fn pass(shared: &Shared, cause: WakeCause) {
+    // Shared with the registry's cache: nothing is copied while nothing changed.
     let keys = shared.registry().keys_awaiting_work();
     if keys.is_empty() {
         return;

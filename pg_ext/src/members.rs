@@ -5,6 +5,7 @@
 
 use crate::error::ExtError;
 use crate::table::{MICROS_PER_SECOND, Row, ScanKeys, Session, now};
+use pgrx::datum::{FromDatum, Interval};
 use pgrx::pg_sys::{self, Datum};
 
 /// Longest name (colony, executor, executor type, location), in bytes.
@@ -68,8 +69,9 @@ pub fn lookup_colony(
         strict: row.bool(schema.c.strict).unwrap_or(false),
         claim_lease: row
             .datum(schema.c.claim_lease)
-            // SAFETY: claim_lease is an interval column (by schema): a pointer to an Interval.
-            .map(|d| unsafe { interval_micros(&*d.cast_mut_ptr::<pg_sys::Interval>()) })
+            // SAFETY: claim_lease is an interval column (by schema), not null here.
+            .and_then(|d| unsafe { Interval::from_datum(d, false) })
+            .map(|lease| i64::try_from(lease.as_micros()).unwrap_or(i64::MAX))
             .expect("colonies.claim_lease is NOT NULL"),
     })
 }
@@ -184,12 +186,4 @@ pub fn touch(session: &mut Session, executor: &Executor) {
         &[e.last_seen, e.stale_since],
         false,
     );
-}
-
-/// An interval as microseconds, a month counted as 30 days (as `interval` comparisons do).
-fn interval_micros(i: &pg_sys::Interval) -> i64 {
-    const MICROS_PER_DAY: i64 = 86_400 * MICROS_PER_SECOND;
-    i.time
-        .saturating_add(i64::from(i.day).saturating_mul(MICROS_PER_DAY))
-        .saturating_add(i64::from(i.month).saturating_mul(30 * MICROS_PER_DAY))
 }

@@ -3,7 +3,8 @@
 
 use super::AppState;
 use super::extract::{
-    AsAdmin, AsExecutor, int_param, path_pair, path_text, query, text_param, typed_body,
+    AsAdmin, AsExecutor, int_param, optional_typed_body, path_pair, path_text, query, text_param,
+    typed_body,
 };
 use crate::api::{self, ErrorBody};
 use crate::error::Result;
@@ -37,10 +38,9 @@ async fn heartbeat(
     executor: AsExecutor,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode> {
-    let processes = match body {
-        Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => Vec::new(),
-        body => typed_body::<api::HeartbeatBody>(body, state.config.max_body_bytes)?.processes,
-    };
+    let processes = optional_typed_body::<api::HeartbeatBody>(body, state.config.max_body_bytes)?
+        .map(|held| held.processes)
+        .unwrap_or_default();
     state.db.heartbeat(&executor.0, &processes).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -241,13 +241,25 @@ pub fn typed_body<T: DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
     limit: usize,
 ) -> Result<T> {
-    let value = json_body(body, limit)?
-        .ok_or_else(|| Error::BadRequest("this route needs a JSON body".into()))?;
+    optional_typed_body(body, limit)?
+        .ok_or_else(|| Error::BadRequest("this route needs a JSON body".into()))
+}
+
+/// As [`typed_body`], for a route whose body may be left out (empty or whitespace: `None`).
+pub fn optional_typed_body<T: DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+) -> Result<Option<T>> {
+    let Some(value) = json_body(body, limit)? else {
+        return Ok(None);
+    };
     // serde would also take a struct from an array of its fields (`["c"]` for `{"name": "c"}`).
     if !value.is_object() {
         return Err(Error::BadRequest("the body must be a JSON object".into()));
     }
-    serde_json::from_value(value).map_err(|e| Error::BadRequest(format!("invalid body: {e}")))
+    serde_json::from_value(value)
+        .map(Some)
+        .map_err(|e| Error::BadRequest(format!("invalid body: {e}")))
 }
 
 /// Only these keys may appear in a JSON object body.

@@ -19,6 +19,20 @@ BEGIN
 END
 $$;
 
+-- The executor row, for a call made as that executor: 42501 unless this session may act as it
+-- (src/identity.rs; checked before anything is revealed about it), then P0002 when it is not
+-- registered (and 22004/22023 for a bad name).
+CREATE FUNCTION colony_assign._as_executor(colony text, executor text) RETURNS colony_assign.executors
+LANGUAGE plpgsql STABLE
+AS $$
+BEGIN
+    PERFORM colony_assign._acting_as(colony, executor,
+        (SELECT e.token_hash FROM colony_assign.executors e
+         WHERE e.colony = _as_executor.colony AND e.name = _as_executor.executor));
+    RETURN colony_assign._executor(colony, executor);
+END
+$$;
+
 -- Puts RUNNING processes back to WAITING and notifies their keys. No retry is counted: the
 -- process did not time out, its executor went away or never received it. The caller holds the
 -- rows' locks (FOR NO KEY UPDATE in the statement that chose them), so each is still as it was
@@ -137,12 +151,7 @@ SET plan_cache_mode = force_generic_plan
 SET jit = off
 AS $$
 BEGIN
-    -- Only as the executor this session may act as (src/identity.rs), before anything is
-    -- revealed about it. (_acting_as raises 22004/22023 for a bad name.)
-    PERFORM colony_assign._acting_as(colony, executor,
-        (SELECT e.token_hash FROM colony_assign.executors e
-         WHERE e.colony = heartbeat.colony AND e.name = heartbeat.executor));
-    PERFORM colony_assign._executor(colony, executor);
+    PERFORM colony_assign._as_executor(colony, executor);
     UPDATE colony_assign.executors e SET last_seen = now(), stale_since = NULL
     WHERE e.colony = heartbeat.colony AND e.name = heartbeat.executor;
     IF cardinality(heartbeat.processes) > 0 THEN
@@ -170,12 +179,7 @@ SET jit = off
 ROWS 10
 AS $$
 BEGIN
-    -- Only as the executor this session may act as (src/identity.rs), before anything is
-    -- revealed about it.
-    PERFORM colony_assign._acting_as(colony, executor,
-        (SELECT e.token_hash FROM colony_assign.executors e
-         WHERE e.colony = running.colony AND e.name = running.executor));
-    PERFORM colony_assign._executor(colony, executor);
+    PERFORM colony_assign._as_executor(colony, executor);
     RETURN QUERY
         SELECT (colony_assign._public(p)).*
         FROM colony_assign.processes p

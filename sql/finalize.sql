@@ -152,6 +152,7 @@ COMMENT ON FUNCTION colony_assign._check_name(text, text) IS 'Internal: raises 2
 COMMENT ON FUNCTION colony_assign._max_document_bytes() IS 'Internal: largest spec, output or error list accepted (bytes).';
 COMMENT ON FUNCTION colony_assign._colony(text) IS 'Internal: the colony row, or P0002.';
 COMMENT ON FUNCTION colony_assign._wake_colony(text) IS 'Internal: notifies every key with assignable work in a colony.';
+COMMENT ON FUNCTION colony_assign._as_executor(text, text) IS 'Internal: the executor row for a call made as it: 42501 unless this session may act as it, then P0002 when unknown.';
 COMMENT ON FUNCTION colony_assign._executor(text, text) IS 'Internal: the executor row, or P0002.';
 COMMENT ON FUNCTION colony_assign._requeue_ids(bigint[]) IS 'Internal: puts RUNNING processes (row locks held by the caller) back to WAITING, no retry counted, and notifies their keys.';
 COMMENT ON FUNCTION colony_assign._requeue_running(text, text, bigint[]) IS 'Internal: puts an executor''s RUNNING processes (all, or the given ones) back to WAITING and notifies them.';
